@@ -1,0 +1,34 @@
+# Every error the package raises goes through abort_depthwise(), so each one
+# has class "depthwise_error" plus a subclass saying what went wrong:
+#   depthwise_error_type          wrong kind of value (string where a number belongs)
+#   depthwise_error_value         right kind, bad value (0, 1.5, NA, unknown name)
+#   depthwise_error_shape         array or weight shapes that do not fit
+#   depthwise_error_incompatible  arguments that cannot be used together
+#   depthwise_error_unsupported   valid Keras usage this package does not do (yet)
+#   depthwise_error_state         a layer used before it can be (not built)
+#   depthwise_error_size          a result too large for R or memory
+abort_depthwise <- function(message, subclass, ..., call = rlang::caller_env()) {
+  rlang::abort(
+    message,
+    class = c(paste0("depthwise_error_", subclass), "depthwise_error"),
+    ...,
+    call = call
+  )
+}
+
+# A short, readable rendering of a user-supplied value for error messages.
+format_value <- function(x) {
+  if (is.null(x)) return("NULL")
+  if (is.function(x)) return("a function")
+  if (is.environment(x)) return("an environment")
+  if (is.data.frame(x)) return(sprintf("a data frame with %d columns", ncol(x)))
+  if (!is.null(dim(x))) {
+    return(sprintf("a %s array of dim %s", typeof(x), paste(dim(x), collapse = "x")))
+  }
+  if ((is.atomic(x) || is.list(x)) && length(x) > 6) {
+    return(sprintf("a %s vector of length %d", typeof(x), length(x)))
+  }
+  text <- tryCatch(deparse1(x, width.cutoff = 60L), error = function(e) typeof(x))
+  if (nchar(text) > 80) text <- paste0(substr(text, 1, 77), "...")
+  text
+}

@@ -1,0 +1,249 @@
+#' Weight initializers
+#'
+#' Initializer objects with the names, arguments and formulas of keras3.
+#' Pass one (or its name, such as `"he_normal"`) as `depthwise_initializer`
+#' or `bias_initializer`. Fans follow Keras: for a `(kh, kw, C, M)` kernel,
+#' `fan_in = kh * kw * C` and `fan_out = kh * kw * M`.
+#'
+#' Without a `seed`, values come from R's generator (reproducible under
+#' `set.seed()`); with a `seed`, every call gives the same values, as a
+#' seeded Keras 3 initializer does.
+#'
+#' @param seed `NULL` or a whole number.
+#' @returns An object of class `depthwise_initializer`. Call
+#'   `initializer_draw(initializer, shape)` to get an array.
+#' @name initializers
+#' @examples
+#' init <- initializer_he_normal(seed = 1)
+#' dim(initializer_draw(init, c(3, 3, 4, 1)))
+#' layer <- layer_depthwise_conv_2d(kernel_size = 3, depthwise_initializer = init)
+NULL
+
+new_initializer <- function(class_name, config) {
+  structure(list(class_name = class_name, config = config), class = "depthwise_initializer")
+}
+
+variance_scaling <- function(class_name, scale, mode, distribution, seed) {
+  new_initializer(class_name, list(scale = scale, mode = mode, distribution = distribution,
+                                   seed = check_seed(seed)))
+}
+
+#' @rdname initializers
+#' @export
+initializer_glorot_uniform <- function(seed = NULL) {
+  variance_scaling("GlorotUniform", 1, "fan_avg", "uniform", seed)
+}
+
+#' @rdname initializers
+#' @export
+initializer_glorot_normal <- function(seed = NULL) {
+  variance_scaling("GlorotNormal", 1, "fan_avg", "truncated_normal", seed)
+}
+
+#' @rdname initializers
+#' @export
+initializer_he_uniform <- function(seed = NULL) {
+  variance_scaling("HeUniform", 2, "fan_in", "uniform", seed)
+}
+
+#' @rdname initializers
+#' @export
+initializer_he_normal <- function(seed = NULL) {
+  variance_scaling("HeNormal", 2, "fan_in", "truncated_normal", seed)
+}
+
+#' @rdname initializers
+#' @export
+initializer_lecun_uniform <- function(seed = NULL) {
+  variance_scaling("LecunUniform", 1, "fan_in", "uniform", seed)
+}
+
+#' @rdname initializers
+#' @export
+initializer_lecun_normal <- function(seed = NULL) {
+  variance_scaling("LecunNormal", 1, "fan_in", "truncated_normal", seed)
+}
+
+#' @param scale Positive scaling factor of the variance.
+#' @param mode `"fan_in"`, `"fan_out"` or `"fan_avg"`.
+#' @param distribution `"truncated_normal"`, `"untruncated_normal"` or `"uniform"`.
+#' @rdname initializers
+#' @export
+initializer_variance_scaling <- function(scale = 1, mode = "fan_in",
+                                         distribution = "truncated_normal", seed = NULL) {
+  check_number(scale)
+  if (scale <= 0) abort_depthwise(c("`scale` must be positive", x = sprintf("You supplied %s.", scale)), "value")
+  mode <- check_choice(mode, c("fan_in", "fan_out", "fan_avg"))
+  distribution <- check_choice(distribution, c("truncated_normal", "untruncated_normal", "uniform"))
+  variance_scaling("VarianceScaling", scale, mode, distribution, seed)
+}
+
+#' @rdname initializers
+#' @export
+initializer_zeros <- function() new_initializer("Zeros", list())
+
+#' @rdname initializers
+#' @export
+initializer_ones <- function() new_initializer("Ones", list())
+
+#' @param value The constant value.
+#' @rdname initializers
+#' @export
+initializer_constant <- function(value = 0) {
+  new_initializer("Constant", list(value = check_number(value)))
+}
+
+#' @param minval,maxval Bounds of the uniform distribution.
+#' @rdname initializers
+#' @export
+initializer_random_uniform <- function(minval = -0.05, maxval = 0.05, seed = NULL) {
+  check_number(minval)
+  check_number(maxval)
+  if (minval > maxval) {
+    abort_depthwise(c("`minval` must not exceed `maxval`",
+                      x = sprintf("You supplied minval = %s, maxval = %s.", minval, maxval)), "incompatible")
+  }
+  new_initializer("RandomUniform", list(minval = minval, maxval = maxval, seed = check_seed(seed)))
+}
+
+#' @param mean,stddev Mean and standard deviation of the normal distribution.
+#' @rdname initializers
+#' @export
+initializer_random_normal <- function(mean = 0, stddev = 0.05, seed = NULL) {
+  new_initializer("RandomNormal", normal_config(mean, stddev, seed))
+}
+
+#' @rdname initializers
+#' @export
+initializer_truncated_normal <- function(mean = 0, stddev = 0.05, seed = NULL) {
+  new_initializer("TruncatedNormal", normal_config(mean, stddev, seed))
+}
+
+normal_config <- function(mean, stddev, seed, call = rlang::caller_env()) {
+  check_number(mean, call = call)
+  check_number(stddev, call = call)
+  if (stddev < 0) {
+    abort_depthwise(c("`stddev` must be non-negative", x = sprintf("You supplied %s.", stddev)), "value", call = call)
+  }
+  list(mean = mean, stddev = stddev, seed = check_seed(seed, call = call))
+}
+
+# Keras' string identifiers (snake_case, and the class names) -> constructors.
+initializer_constructors <- list(
+  glorot_uniform = initializer_glorot_uniform, glorot_normal = initializer_glorot_normal,
+  he_uniform = initializer_he_uniform, he_normal = initializer_he_normal,
+  lecun_uniform = initializer_lecun_uniform, lecun_normal = initializer_lecun_normal,
+  zeros = initializer_zeros, ones = initializer_ones, constant = initializer_constant,
+  random_uniform = initializer_random_uniform, random_normal = initializer_random_normal,
+  truncated_normal = initializer_truncated_normal, variance_scaling = initializer_variance_scaling
+)
+
+snake_case <- function(x) tolower(gsub("([a-z])([A-Z])", "\\1_\\2", x))
+
+# A name, an initializer object or an R function -> an initializer object or
+# the function itself.
+resolve_initializer <- function(x, arg = rlang::caller_arg(x), call = rlang::caller_env()) {
+  if (inherits(x, "depthwise_initializer") || is.function(x)) return(x)
+  if (is.character(x) && length(x) == 1L && !is.na(x)) {
+    key <- snake_case(x)
+    if (key %in% names(initializer_constructors)) return(initializer_constructors[[key]]())
+    abort_depthwise(
+      c(sprintf("`%s` must be a Keras initializer name, an initializer object or a function", arg),
+        x = sprintf("Unknown initializer %s.", format_value(x)),
+        i = paste("Valid names:", paste0('"', names(initializer_constructors), '"', collapse = ", "))),
+      "value", call = call
+    )
+  }
+  abort_depthwise(
+    c(sprintf("`%s` must be a Keras initializer name, an initializer object or a function", arg),
+      x = sprintf("You supplied %s.", format_value(x))),
+    "type", call = call
+  )
+}
+
+# Keras 3's compute_fans().
+compute_fans <- function(dims) {
+  dims <- as.numeric(dims)
+  n <- length(dims)
+  if (n == 0L) return(c(1, 1))
+  if (n == 1L) return(c(dims, dims))
+  if (n == 2L) return(dims)
+  receptive <- prod(dims[seq_len(n - 2L)])
+  c(dims[[n - 1L]] * receptive, dims[[n]] * receptive)
+}
+
+# Normal draws, redrawing any beyond two standard deviations (Keras' rule).
+truncated_normal <- function(n, mean, stddev) {
+  v <- stats::rnorm(n)
+  out <- abs(v) > 2
+  while (any(out)) {
+    v[out] <- stats::rnorm(sum(out))
+    out <- abs(v) > 2
+  }
+  mean + stddev * v
+}
+
+#' @param initializer An initializer object, a Keras initializer name or a
+#'   function `function(shape, dtype = NULL)`.
+#' @param shape The dimensions of the array to draw.
+#' @rdname initializers
+#' @export
+initializer_draw <- function(initializer, shape) {
+  init <- resolve_initializer(initializer)
+  dims <- check_shape_arg(shape)
+  if (is.function(init)) return(draw_from_function(init, dims))
+  cfg <- init$config
+  n <- prod(dims)
+  values <- with_seed(cfg$seed, switch(init$class_name,
+    Zeros = rep(0, n),
+    Ones = rep(1, n),
+    Constant = rep(cfg$value, n),
+    RandomUniform = stats::runif(n, cfg$minval, cfg$maxval),
+    RandomNormal = stats::rnorm(n, cfg$mean, cfg$stddev),
+    TruncatedNormal = truncated_normal(n, cfg$mean, cfg$stddev),
+    draw_variance_scaling(n, dims, cfg)
+  ))
+  array(values, dims)
+}
+
+draw_variance_scaling <- function(n, dims, cfg) {
+  fans <- compute_fans(dims)
+  fan <- switch(cfg$mode, fan_in = fans[[1]], fan_out = fans[[2]], fan_avg = mean(fans))
+  scale <- cfg$scale / max(1, fan)
+  switch(cfg$distribution,
+    uniform = {
+      limit <- sqrt(3 * scale)
+      stats::runif(n, -limit, limit)
+    },
+    untruncated_normal = stats::rnorm(n, 0, sqrt(scale)),
+    # 0.8796... is the standard deviation of a unit normal truncated at +-2.
+    truncated_normal = truncated_normal(n, 0, sqrt(scale) / 0.87962566103423978)
+  )
+}
+
+draw_from_function <- function(fn, dims, call = rlang::caller_env()) {
+  out <- tryCatch(
+    fn(new_shape(dims), dtype = "float64"),
+    error = function(e) {
+      abort_depthwise(c("The initializer function failed", x = conditionMessage(e)),
+                      "value", parent = e, call = call)
+    }
+  )
+  if (!(is.numeric(out) || is.logical(out)) || length(out) != prod(dims)) {
+    abort_depthwise(
+      c(sprintf("The initializer function must return %s numbers (shape %s)", prod(dims), format(new_shape(dims))),
+        x = sprintf("It returned %s.", format_value(out))),
+      "shape", call = call
+    )
+  }
+  array(as.double(out), dims)
+}
+
+#' @export
+print.depthwise_initializer <- function(x, ...) {
+  args <- vapply(names(x$config), function(k) {
+    paste0(k, " = ", format_value(x$config[[k]]))
+  }, "")
+  cat("<initializer ", x$class_name, ">", if (length(args)) paste0(" ", paste(args, collapse = ", ")), "\n", sep = "")
+  invisible(x)
+}

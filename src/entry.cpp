@@ -1,0 +1,200 @@
+// R entry points. R has validated every argument before it gets here; the
+// checks below are a second line that turns anything unexpected into a
+// classed R error (via geometry_error) rather than undefined behaviour.
+#include <Rcpp.h>
+
+#include <algorithm>
+#include <climits>
+#include <vector>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "kernels.h"
+
+using namespace depthwise;
+
+namespace {
+
+Padding padding_from(int code) {
+  if (code != 0 && code != 1) throw geometry_error("padding code must be 0 or 1");
+  return static_cast<Padding>(code);
+}
+
+Activation activation_from(int code) {
+  if (code < 0 || code >= static_cast<int>(Activation::count))
+    throw geometry_error("unknown activation code");
+  return static_cast<Activation>(code);
+}
+
+// R integer/double vector of whole numbers -> index_t, with a bound check.
+index_t whole_at(SEXP v, R_xlen_t k, const char* what) {
+  double d;
+  if (TYPEOF(v) == INTSXP) {
+    const int i = INTEGER(v)[k];
+    if (i == NA_INTEGER) throw geometry_error(std::string(what) + " is NA");
+    d = i;
+  } else if (TYPEOF(v) == REALSXP) {
+    d = REAL(v)[k];
+  } else {
+    throw geometry_error(std::string(what) + " must be numeric");
+  }
+  if (!(d >= 0 && d <= 9.0e15) || d != static_cast<double>(static_cast<index_t>(d)))
+    throw geometry_error(std::string(what) + " must be a non-negative whole number");
+  return static_cast<index_t>(d);
+}
+
+struct Pair {
+  index_t first, second;
+};
+
+Pair pair_from(SEXP v, const char* what) {
+  if (Rf_xlength(v) != 2) throw geometry_error(std::string(what) + " must have length 2");
+  return {whole_at(v, 0, what), whole_at(v, 1, what)};
+}
+
+Geometry geometry_from(SEXP in_dims, Pair kernel_size, SEXP strides, SEXP dilation,
+                       int padding, index_t multiplier, bool channels_first) {
+  if (Rf_xlength(in_dims) != 4) throw geometry_error("input must have 4 dimensions");
+  index_t dims[4];
+  for (int k = 0; k < 4; ++k) dims[k] = whole_at(in_dims, k, "input dimension");
+  const Pair s = pair_from(strides, "strides");
+  const Pair d = pair_from(dilation, "dilation_rate");
+  return make_geometry(dims, kernel_size.first, kernel_size.second, s.first, s.second, d.first,
+                       d.second, padding_from(padding), multiplier, channels_first);
+}
+
+// Work per chunk between interrupt checks: about a few milliseconds.
+constexpr index_t work_per_chunk = index_t(1) << 24;
+
+void run_fast(const Problem& p, int threads) {
+  const Geometry& g = p.geometry;
+  const index_t planes = g.out_channels();
+  const index_t per_plane = std::max<index_t>(
+      1, g.batch * g.rows.out * g.cols.out * g.rows.kernel * g.cols.kernel);
+  const index_t chunk = std::max<index_t>(threads, std::min<index_t>(planes, work_per_chunk / per_plane));
+  for (index_t first = 0; first < planes; first += chunk) {
+    const index_t last = std::min(planes, first + chunk);
+#ifdef _OPENMP
+    if (threads > 1 && last - first > 1) {
+      // No R API in here; each thread owns whole output planes, so results
+      // do not depend on the thread count.
+#pragma omp parallel for num_threads(threads) schedule(static)
+      for (index_t plane = first; plane < last; ++plane) forward_fast_planes(p, plane, plane + 1);
+    } else {
+      forward_fast_planes(p, first, last);
+    }
+#else
+    forward_fast_planes(p, first, last);
+#endif
+    Rcpp::checkUserInterrupt();  // outside the parallel region, between chunks
+  }
+}
+
+}  // namespace
+
+// Names of the activations the kernels know, in code order (code = position - 1).
+// [[Rcpp::export]]
+Rcpp::CharacterVector dw_activation_names() {
+  const char* const* names = activation_names();
+  Rcpp::CharacterVector out(static_cast<int>(Activation::count));
+  for (int k = 0; k < static_cast<int>(Activation::count); ++k) out[k] = names[k];
+  return out;
+}
+
+// Output dims and paddings: c(dims[4], pad_top, pad_bottom, pad_left, pad_right).
+// [[Rcpp::export]]
+Rcpp::NumericVector dw_output_geometry(SEXP in_dims, SEXP kernel_size, SEXP strides,
+                                       SEXP dilation, int padding, SEXP multiplier,
+                                       bool channels_first) {
+  if (Rf_xlength(multiplier) != 1) throw geometry_error("depth_multiplier must be one number");
+  const Geometry g = geometry_from(in_dims, pair_from(kernel_size, "kernel_size"), strides,
+                                   dilation, padding, whole_at(multiplier, 0, "depth_multiplier"),
+                                   channels_first);
+  index_t dims[4];
+  g.out_dims(dims);
+  Rcpp::NumericVector out(8);
+  for (int k = 0; k < 4; ++k) out[k] = static_cast<double>(dims[k]);
+  out[4] = static_cast<double>(g.rows.pad_before);
+  out[5] = static_cast<double>(g.rows.pad_after);
+  out[6] = static_cast<double>(g.cols.pad_before);
+  out[7] = static_cast<double>(g.cols.pad_after);
+  return out;
+}
+
+// The forward pass. `x` is a double array whose dim() is in the data format's
+// order; `kernel` a double array (kh, kw, C, M); `bias` NULL or double C * M.
+// [[Rcpp::export]]
+SEXP dw_forward(SEXP x, SEXP kernel, SEXP bias, SEXP strides, SEXP dilation, int padding,
+                bool channels_first, int activation, int threads, bool reference) {
+  if (TYPEOF(x) != REALSXP || TYPEOF(kernel) != REALSXP)
+    throw geometry_error("input and kernel must be double");
+  if (bias != R_NilValue && TYPEOF(bias) != REALSXP) throw geometry_error("bias must be double");
+  SEXP kdims = Rf_getAttrib(kernel, R_DimSymbol);
+  if (TYPEOF(kdims) != INTSXP || Rf_xlength(kdims) != 4) throw geometry_error("kernel must have 4 dimensions");
+  SEXP xdims = Rf_getAttrib(x, R_DimSymbol);
+  const int* kd = INTEGER(kdims);
+  const Geometry g = geometry_from(xdims, {kd[0], kd[1]}, strides, dilation, padding, kd[3],
+                                   channels_first);
+  if (kd[2] != g.channels)
+    throw geometry_error("kernel channels do not match the input's channels");
+  if (Rf_xlength(x) != g.in_size()) throw geometry_error("input length does not match its dim");
+  if (Rf_xlength(kernel) != g.kernel_size()) throw geometry_error("kernel length does not match its dim");
+  if (bias != R_NilValue && Rf_xlength(bias) != g.out_channels())
+    throw geometry_error("bias length must be channels * depth_multiplier");
+  index_t dims[4];
+  g.out_dims(dims);
+  for (int k = 0; k < 4; ++k)
+    if (dims[k] > INT_MAX) throw geometry_error("an output dimension exceeds R's limit of 2^31 - 1");
+  if (threads < 1) throw geometry_error("threads must be positive");
+
+  Rcpp::NumericVector out(Rcpp::no_init(static_cast<R_xlen_t>(g.out_size())));
+  Rcpp::IntegerVector out_dim(4);
+  for (int k = 0; k < 4; ++k) out_dim[k] = static_cast<int>(dims[k]);
+  out.attr("dim") = out_dim;
+  if (g.out_size() == 0) return out;
+
+  Problem p;
+  p.geometry = g;
+  p.input = REAL(x);
+  p.kernel = REAL(kernel);
+  p.bias = bias == R_NilValue ? nullptr : REAL(bias);
+  p.output = out.begin();
+  p.activation = activation_from(activation);
+  if (reference) {
+    forward_reference(p);
+  } else {
+    run_fast(p, threads);
+  }
+  activate_last_axis(p.activation, p.output, dims);
+  return out;
+}
+
+// Applies one of the kernels' activations to a double array (used by tests
+// and by R-level code that needs the same function without a convolution).
+// [[Rcpp::export]]
+Rcpp::NumericVector dw_activate(Rcpp::NumericVector x, int activation) {
+  const Activation a = activation_from(activation);
+  Rcpp::NumericVector out = Rcpp::clone(x);
+  if (is_axis_activation(a)) {
+    SEXP d = Rf_getAttrib(x, R_DimSymbol);
+    index_t dims[4] = {1, 1, 1, Rf_xlength(x)};
+    if (Rf_xlength(d) == 4)
+      for (int k = 0; k < 4; ++k) dims[k] = INTEGER(d)[k];
+    activate_last_axis(a, out.begin(), dims);
+  } else {
+    activate_span(a, out.begin(), Rf_xlength(out));
+  }
+  return out;
+}
+
+// Threads the OpenMP runtime would allow (1 when built without OpenMP).
+// [[Rcpp::export]]
+int dw_max_threads() {
+#ifdef _OPENMP
+  return std::max(1, std::min(omp_get_thread_limit(), omp_get_max_threads()));
+#else
+  return 1;
+#endif
+}

@@ -1,0 +1,4 @@
+library(testthat)
+library(depthwise)
+
+test_check("depthwise")
