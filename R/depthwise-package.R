@@ -18,4 +18,5 @@ the$image_data_format <- NULL
 the$name_counts <- list()
 
 #' @importFrom rlang %||%
+#' @importFrom utils .DollarNames
 NULL

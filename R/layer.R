@@ -7,7 +7,7 @@
 new_layer <- function(state) {
   holder <- new.env(parent = asNamespace("depthwise"))
   holder$.state <- state
-  fn <- function(inputs, ...) layer_call(.state, inputs, ...)
+  fn <- function(inputs, ...) layer_call(layer_state(sys.function()), inputs, ...)
   environment(fn) <- holder
   class(fn) <- c("depthwise_layer", "function")
   fn
