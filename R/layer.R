@@ -46,6 +46,7 @@ layer_call <- function(state, inputs, ..., arg = "inputs", call = rlang::caller_
   if (!is.null(state$activation$fn)) y <- apply_r_activation(state$activation$fn, y, call = call)
   state$input_shape <- new_shape(dims)
   state$output_shape <- new_shape(dim(y))
+  if (isTRUE(state$keep_output)) state$last_output <- y
   y
 }
 
@@ -209,7 +210,33 @@ check_built <- function(state, what, call = rlang::caller_env()) {
 }
 
 layer_fields <- c("name", "trainable", "dtype", "built", "kernel", "bias", "weights",
-                  "input_shape", "output_shape", "type", "config")
+                  "input_shape", "output_shape", "last_output", "type", "config")
+
+#' Keep a layer's last output for inspection
+#'
+#' With `keep = TRUE`, the layer stores the output of each call, replacing the
+#' previous one, so that `layer$last_output` (and the plotting functions) can
+#' show what it produced, as TensorSpace does. This costs memory: one more
+#' copy of the largest output the layer has produced (8 bytes per element).
+#' `keep = FALSE` drops it. Off by default.
+#'
+#' @param layer A layer made by [layer_depthwise_conv_2d()].
+#' @param keep `TRUE` or `FALSE`.
+#' @returns The layer, invisibly (modified in place).
+#' @export
+#' @examples
+#' layer <- layer_depthwise_conv_2d(kernel_size = 3)
+#' keep_last_output(layer)
+#' y <- layer(random_uniform(c(1, 6, 6, 2)))
+#' identical(layer$last_output, y)
+keep_last_output <- function(layer, keep = TRUE) {
+  check_layer(layer)
+  keep <- check_flag(keep)
+  state <- layer_state(layer)
+  state$keep_output <- keep
+  if (!keep) state$last_output <- NULL
+  invisible(layer)
+}
 
 #' @export
 `$.depthwise_layer` <- function(x, name) {
@@ -220,6 +247,7 @@ layer_fields <- c("name", "trainable", "dtype", "built", "kernel", "bias", "weig
     bias = state$bias,
     weights = if (state$built) layer_weights(state) else list(),
     input_shape = state$input_shape %||% state$build_input_shape,
+    last_output = state$last_output,
     output_shape = state$output_shape,
     type = "DepthwiseConv2D",
     config = state$config,

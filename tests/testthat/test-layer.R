@@ -172,3 +172,18 @@ test_that("layer fields are reachable with $", {
   expect_length(layer$weights, 2L)
   expect_output(print(layer), "DepthwiseConv2D")
 })
+
+test_that("keep_last_output() stores the latest output only when asked", {
+  layer <- layer_depthwise_conv_2d(kernel_size = 3)
+  x <- random_uniform(c(1, 6, 6, 2), seed = 1)
+  layer(x)
+  expect_null(layer$last_output)
+  keep_last_output(layer)
+  y <- layer(x)
+  expect_identical(layer$last_output, y)
+  y2 <- layer(x * 2)
+  expect_identical(layer$last_output, y2)
+  keep_last_output(layer, FALSE)
+  expect_null(layer$last_output)
+  expect_error(keep_last_output(layer, NA), class = "depthwise_error_value")
+})
