@@ -38,15 +38,7 @@ resolve_activation <- function(activation, arg = "activation", call = rlang::cal
 
 # Applies an R-function activation to a layer output, checking it kept the shape.
 apply_r_activation <- function(fn, y, call = rlang::caller_env()) {
-  out <- tryCatch(
-    fn(y),
-    error = function(e) {
-      abort_depthwise(
-        c("The `activation` function failed", x = conditionMessage(e)),
-        "value", parent = e, call = call
-      )
-    }
-  )
+  out <- call_user_function(fn, y, what = "`activation` function", call = call)
   if (!(is.numeric(out) || is.logical(out)) || length(out) != length(y)) {
     abort_depthwise(
       c("The `activation` function must return a numeric array of the same size as its input",

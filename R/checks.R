@@ -85,8 +85,8 @@ as_double_array <- function(x, arg = rlang::caller_arg(x), call = rlang::caller_
       "shape", call = call
     )
   }
-  d <- dim(x)
+  # Only a type conversion copies; a double array (dimnames and all) goes to
+  # C++ as it is, since the kernels read nothing but the data and dim.
   if (!is.double(x)) storage.mode(x) <- "double"
-  attributes(x) <- list(dim = d)
   x
 }

@@ -32,3 +32,42 @@ format_value <- function(x) {
   if (nchar(text) > 80) text <- paste0(substr(text, 1, 77), "...")
   text
 }
+
+# Calls a function the user supplied (activation, initializer, regularizer,
+# constraint); an error inside it becomes a classed error saying which one.
+call_user_function <- function(fn, ..., what, call = rlang::caller_env()) {
+  tryCatch(
+    fn(...),
+    error = function(e) {
+      abort_depthwise(c(sprintf("The %s failed", what), x = conditionMessage(e)),
+                      "value", parent = e, call = call)
+    }
+  )
+}
+
+# Error for names outside `known` (in `...`, a config, ...).
+abort_unknown_names <- function(unknown, known, where, call = rlang::caller_env()) {
+  abort_depthwise(
+    c(sprintf("Unknown %s in %s: %s", if (length(unknown) > 1) "names" else "name", where,
+              paste0("`", unknown, "`", collapse = ", ")),
+      i = paste("Known names:", paste0("`", known, "`", collapse = ", "))),
+    "value", call = call
+  )
+}
+
+# NULL, a function (kept), or a name looked up in `constructors` (called with
+# no arguments) -> the object; anything else is an error.
+resolve_by_name <- function(x, kind, constructors, arg, call) {
+  if (is.null(x) || is.function(x)) return(x)
+  what <- sprintf("`%s` must be NULL, a %s or a function", arg, kind)
+  if (is.character(x) && length(x) == 1L && !is.na(x)) {
+    constructor <- constructors[[tolower(x)]]
+    if (!is.null(constructor)) return(constructor())
+    abort_depthwise(
+      c(what, x = sprintf("Unknown %s %s.", kind, format_value(x)),
+        i = paste("Valid names:", paste0('"', names(constructors), '"', collapse = ", "))),
+      "value", call = call
+    )
+  }
+  abort_depthwise(c(what, x = sprintf("You supplied %s.", format_value(x))), "type", call = call)
+}

@@ -23,45 +23,55 @@ new_initializer <- function(class_name, config) {
   structure(list(class_name = class_name, config = config), class = "depthwise_initializer")
 }
 
-variance_scaling <- function(class_name, scale, mode, distribution, seed) {
-  new_initializer(class_name, list(scale = scale, mode = mode, distribution = distribution,
-                                   seed = check_seed(seed)))
+# The named variance-scaling initializers keep only `seed` in their config
+# (as Keras serialises them); their fixed settings live here.
+variance_scaling_presets <- list(
+  GlorotUniform = list(scale = 1, mode = "fan_avg", distribution = "uniform"),
+  GlorotNormal = list(scale = 1, mode = "fan_avg", distribution = "truncated_normal"),
+  HeUniform = list(scale = 2, mode = "fan_in", distribution = "uniform"),
+  HeNormal = list(scale = 2, mode = "fan_in", distribution = "truncated_normal"),
+  LecunUniform = list(scale = 1, mode = "fan_in", distribution = "uniform"),
+  LecunNormal = list(scale = 1, mode = "fan_in", distribution = "truncated_normal")
+)
+
+variance_scaling <- function(class_name, seed) {
+  new_initializer(class_name, list(seed = check_seed(seed)))
 }
 
 #' @rdname initializers
 #' @export
 initializer_glorot_uniform <- function(seed = NULL) {
-  variance_scaling("GlorotUniform", 1, "fan_avg", "uniform", seed)
+  variance_scaling("GlorotUniform", seed)
 }
 
 #' @rdname initializers
 #' @export
 initializer_glorot_normal <- function(seed = NULL) {
-  variance_scaling("GlorotNormal", 1, "fan_avg", "truncated_normal", seed)
+  variance_scaling("GlorotNormal", seed)
 }
 
 #' @rdname initializers
 #' @export
 initializer_he_uniform <- function(seed = NULL) {
-  variance_scaling("HeUniform", 2, "fan_in", "uniform", seed)
+  variance_scaling("HeUniform", seed)
 }
 
 #' @rdname initializers
 #' @export
 initializer_he_normal <- function(seed = NULL) {
-  variance_scaling("HeNormal", 2, "fan_in", "truncated_normal", seed)
+  variance_scaling("HeNormal", seed)
 }
 
 #' @rdname initializers
 #' @export
 initializer_lecun_uniform <- function(seed = NULL) {
-  variance_scaling("LecunUniform", 1, "fan_in", "uniform", seed)
+  variance_scaling("LecunUniform", seed)
 }
 
 #' @rdname initializers
 #' @export
 initializer_lecun_normal <- function(seed = NULL) {
-  variance_scaling("LecunNormal", 1, "fan_in", "truncated_normal", seed)
+  variance_scaling("LecunNormal", seed)
 }
 
 #' @param scale Positive scaling factor of the variance.
@@ -75,7 +85,8 @@ initializer_variance_scaling <- function(scale = 1, mode = "fan_in",
   if (scale <= 0) abort_depthwise(c("`scale` must be positive", x = sprintf("You supplied %s.", scale)), "value")
   mode <- check_choice(mode, c("fan_in", "fan_out", "fan_avg"))
   distribution <- check_choice(distribution, c("truncated_normal", "untruncated_normal", "uniform"))
-  variance_scaling("VarianceScaling", scale, mode, distribution, seed)
+  new_initializer("VarianceScaling", list(scale = scale, mode = mode, distribution = distribution,
+                                          seed = check_seed(seed)))
 }
 
 #' @rdname initializers
@@ -201,7 +212,7 @@ initializer_draw <- function(initializer, shape) {
     RandomUniform = stats::runif(n, cfg$minval, cfg$maxval),
     RandomNormal = stats::rnorm(n, cfg$mean, cfg$stddev),
     TruncatedNormal = truncated_normal(n, cfg$mean, cfg$stddev),
-    draw_variance_scaling(n, dims, cfg)
+    draw_variance_scaling(n, dims, c(variance_scaling_presets[[init$class_name]], cfg))
   ))
   array(values, dims)
 }
@@ -222,13 +233,8 @@ draw_variance_scaling <- function(n, dims, cfg) {
 }
 
 draw_from_function <- function(fn, dims, call = rlang::caller_env()) {
-  out <- tryCatch(
-    fn(new_shape(dims), dtype = "float64"),
-    error = function(e) {
-      abort_depthwise(c("The initializer function failed", x = conditionMessage(e)),
-                      "value", parent = e, call = call)
-    }
-  )
+  out <- call_user_function(fn, new_shape(dims), dtype = "float64",
+                            what = "initializer function", call = call)
   if (!(is.numeric(out) || is.logical(out)) || length(out) != prod(dims)) {
     abort_depthwise(
       c(sprintf("The initializer function must return %s numbers (shape %s)", prod(dims), format(new_shape(dims))),

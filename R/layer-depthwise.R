@@ -9,7 +9,9 @@
 #'
 #' @param object What to compose the layer with. Missing: the layer is
 #'   returned. A numeric array: the layer is built on it and its output is
-#'   returned. Integer and logical arrays are converted to double.
+#'   returned (integer and logical arrays are converted to double). A
+#'   sequential model ([keras_model_sequential()]): the layer is appended to
+#'   the model, which is modified in place and returned.
 #' @param kernel_size One or two positive whole numbers (vector or list): the
 #'   height and width of the depthwise kernel.
 #' @param strides One or two positive whole numbers: the step of the kernel
@@ -36,11 +38,15 @@
 #'   the bias: a Keras name (such as `"glorot_uniform"`), an object made by
 #'   [initializer_glorot_uniform()] and friends, or a function
 #'   `function(shape, dtype = NULL)` returning an array.
-#' @param depthwise_regularizer,bias_regularizer,activity_regularizer Must be
-#'   `NULL` in this version: regularizers are not implemented yet, and a
-#'   non-`NULL` value is an error rather than being ignored.
-#' @param depthwise_constraint,bias_constraint Must be `NULL` in this version,
-#'   as for the regularizers.
+#' @param depthwise_regularizer,bias_regularizer,activity_regularizer `NULL`,
+#'   a regularizer such as [regularizer_l2()], a Keras name (`"l1"`, `"l2"`,
+#'   `"l1_l2"`), or an R function of one array returning one number. Weight
+#'   penalties and, after a call, the activity penalty (divided by the batch
+#'   size, as Keras does) are listed in `layer$losses`.
+#' @param depthwise_constraint,bias_constraint `NULL`, a constraint such as
+#'   [constraint_maxnorm()], a Keras name, or an R function of the weight array
+#'   returning an array of the same size. Applied by [apply_constraints()] or
+#'   `set_weights(..., constrain = TRUE)`.
 #' @param ... Named layer options: `name` (a string), `trainable` (`TRUE` or
 #'   `FALSE`), `dtype` (`NULL`, `"float32"` or `"float64"`; computation is
 #'   always in double) and `input_shape` (the input shape without the batch
@@ -59,7 +65,7 @@
 #'
 #' @returns With `object` missing, a layer: a function to call on arrays,
 #'   which builds its weights on the first call. With an array, the layer's
-#'   output array.
+#'   output array. With a sequential model, the model with the layer added.
 #' @export
 #' @examples
 #' x <- random_uniform(c(4, 10, 10, 12))
@@ -77,6 +83,9 @@ layer_depthwise_conv_2d <- function(object, kernel_size, strides = list(1L, 1L),
                                     bias_initializer = "zeros", depthwise_regularizer = NULL,
                                     bias_regularizer = NULL, activity_regularizer = NULL,
                                     depthwise_constraint = NULL, bias_constraint = NULL, ...) {
+  # Evaluate `object` before creating this layer, so that in a pipe chain
+  # layers are created (and auto-named) in pipe order.
+  if (!missing(object)) force(object)
   if (missing(kernel_size)) {
     abort_depthwise(
       c("`kernel_size` is required", i = "For example `layer_depthwise_conv_2d(kernel_size = 3)`."),
@@ -98,6 +107,7 @@ layer_depthwise_conv_2d <- function(object, kernel_size, strides = list(1L, 1L),
 
 # What `layer_*(object, ...)` does with its `object`.
 compose_layer <- function(object, layer, call = rlang::caller_env()) {
+  if (inherits(object, "depthwise_model")) return(model_add(object, layer, call = call))
   if (inherits(object, "depthwise_layer")) {
     abort_depthwise(
       c("`object` must be missing, an array or a sequential model, not a layer",
@@ -133,11 +143,11 @@ new_depthwise_conv_2d <- function(kernel_size, strides, padding, depth_multiplie
   use_bias <- check_flag(use_bias, call = call)
   depthwise_initializer <- resolve_initializer(depthwise_initializer, call = call)
   bias_initializer <- resolve_initializer(bias_initializer, call = call)
-  check_not_yet(depthwise_regularizer, call = call)
-  check_not_yet(bias_regularizer, call = call)
-  check_not_yet(activity_regularizer, call = call)
-  check_not_yet(depthwise_constraint, call = call)
-  check_not_yet(bias_constraint, call = call)
+  depthwise_regularizer <- resolve_regularizer(depthwise_regularizer, call = call)
+  bias_regularizer <- resolve_regularizer(bias_regularizer, call = call)
+  activity_regularizer <- resolve_regularizer(activity_regularizer, call = call)
+  depthwise_constraint <- resolve_constraint(depthwise_constraint, call = call)
+  bias_constraint <- resolve_constraint(bias_constraint, call = call)
   options <- check_layer_options(list(...), call = call)
 
   state <- new.env(parent = emptyenv())
@@ -155,11 +165,11 @@ new_depthwise_conv_2d <- function(kernel_size, strides, padding, depth_multiplie
     use_bias = use_bias,
     depthwise_initializer = depthwise_initializer,
     bias_initializer = bias_initializer,
-    depthwise_regularizer = NULL,
-    bias_regularizer = NULL,
-    activity_regularizer = NULL,
-    depthwise_constraint = NULL,
-    bias_constraint = NULL
+    depthwise_regularizer = depthwise_regularizer,
+    bias_regularizer = bias_regularizer,
+    activity_regularizer = activity_regularizer,
+    depthwise_constraint = depthwise_constraint,
+    bias_constraint = bias_constraint
   )
   state$activation <- resolved_activation
   state$built <- FALSE
@@ -173,19 +183,6 @@ new_depthwise_conv_2d <- function(kernel_size, strides, padding, depth_multiplie
     build_layer(state, c(NA_integer_, options$input_shape), call = call)
   }
   layer
-}
-
-check_not_yet <- function(x, arg = rlang::caller_arg(x), call = rlang::caller_env()) {
-  if (!is.null(x)) {
-    abort_depthwise(
-      c(sprintf("`%s` is not supported yet", arg),
-        x = sprintf("You supplied %s; regularizers and constraints are not implemented in this version.",
-                    format_value(x)),
-        i = sprintf("Use `%s = NULL`: a value is never ignored silently.", arg)),
-      "unsupported", call = call
-    )
-  }
-  invisible(NULL)
 }
 
 layer_option_names <- c("name", "trainable", "dtype", "input_shape")
@@ -202,14 +199,7 @@ check_layer_options <- function(dots, call = rlang::caller_env()) {
     )
   }
   unknown <- setdiff(nms, layer_option_names)
-  if (length(unknown)) {
-    abort_depthwise(
-      c(sprintf("Unknown argument%s in `...`: %s", if (length(unknown) > 1) "s" else "",
-                paste0("`", unknown, "`", collapse = ", ")),
-        i = paste("Recognised names:", paste0("`", layer_option_names, "`", collapse = ", "))),
-      "value", call = call
-    )
-  }
+  if (length(unknown)) abort_unknown_names(unknown, layer_option_names, "`...`", call = call)
   if (anyDuplicated(nms)) {
     abort_depthwise(sprintf("Argument `%s` in `...` is given more than once", nms[anyDuplicated(nms)]),
                     "value", call = call)

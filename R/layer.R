@@ -44,6 +44,7 @@ layer_call <- function(state, inputs, ..., arg = "inputs", call = rlang::caller_
     cfg$data_format == "channels_first", state$activation$code, threads_for_work(work), FALSE
   ), call = call)
   if (!is.null(state$activation$fn)) y <- apply_r_activation(state$activation$fn, y, call = call)
+  state$activity_loss <- activity_penalty(cfg$activity_regularizer, y, call = call)
   state$input_shape <- new_shape(dims)
   state$output_shape <- new_shape(dim(y))
   if (isTRUE(state$keep_output)) state$last_output <- y
@@ -72,6 +73,29 @@ input_layout_hint <- function(cfg) {
 }
 
 padding_code <- function(padding) if (padding == "same") 1L else 0L
+
+# Keras divides the activity penalty by the batch size; an empty batch has none.
+activity_penalty <- function(regularizer, y, call) {
+  if (is.null(regularizer) || dim(y)[1] == 0L) return(NULL)
+  penalty_of(regularizer, y, "activity", call = call) / dim(y)[1]
+}
+
+# Keras 3 order: the activity penalty of the last call, then the weight
+# penalties (kernel, bias) of a trainable layer.
+layer_losses <- function(state, call = rlang::caller_env()) {
+  cfg <- state$config
+  losses <- list()
+  if (!is.null(state$activity_loss)) losses <- c(losses, state$activity_loss)
+  if (state$built && isTRUE(cfg$trainable)) {
+    if (!is.null(cfg$depthwise_regularizer)) {
+      losses <- c(losses, penalty_of(cfg$depthwise_regularizer, state$kernel, "depthwise", call = call))
+    }
+    if (!is.null(cfg$bias_regularizer) && !is.null(state$bias)) {
+      losses <- c(losses, penalty_of(cfg$bias_regularizer, state$bias, "bias", call = call))
+    }
+  }
+  losses
+}
 
 # Runs a C++ entry point, turning any error it raises into a classed one.
 run_cpp <- function(expr, call = rlang::caller_env()) {
@@ -158,34 +182,87 @@ build_layer <- function(state, dims, call = rlang::caller_env()) {
   invisible(state)
 }
 
-#' Build a layer's weights without data
+#' Build weights without data
 #'
-#' Creates the kernel and bias for inputs of `input_shape`, as the first call
-#' on an array would.
+#' Creates a layer's (or every layer of a model's) kernel and bias for inputs
+#' of `input_shape`, as the first call on an array would.
 #'
-#' @param layer A layer made by [layer_depthwise_conv_2d()].
+#' @param object A layer made by [layer_depthwise_conv_2d()] or a model made
+#'   by [keras_model_sequential()].
 #' @param input_shape The full input shape, batch included (the batch size may
 #'   be `NA`).
-#' @returns The layer, invisibly (it is modified in place).
+#' @returns `object`, invisibly (it is modified in place).
 #' @export
 #' @examples
 #' layer <- layer_depthwise_conv_2d(kernel_size = 3)
 #' build(layer, shape(NA, 28, 28, 8))
 #' dim(get_weights(layer)[[1]])
-build <- function(layer, input_shape) {
-  check_layer(layer)
-  dims <- as_dims(input_shape)
+build <- function(object, input_shape) {
+  UseMethod("build")
+}
+
+#' @export
+build.default <- function(object, input_shape) {
+  check_layer_or_model(object)
+}
+
+#' @export
+build.depthwise_layer <- function(object, input_shape) {
+  dims <- check_input_shape(input_shape)
+  state <- layer_state(object)
+  if (state$built) check_input_channels(state, dims, call = rlang::current_env())
+  else build_layer(state, dims)
+  invisible(object)
+}
+
+check_input_shape <- function(input_shape, call = rlang::caller_env()) {
+  dims <- as_dims(input_shape, arg = "input_shape", call = call)
   if (length(dims) != 4L) {
     abort_depthwise(
       c("`input_shape` must have 4 sizes, batch included (the batch may be NA)",
         x = sprintf("You supplied %s.", format(new_shape(dims)))),
-      "shape"
+      "shape", call = call
     )
   }
-  state <- layer_state(layer)
-  if (state$built) check_input_channels(state, dims, call = rlang::current_env())
-  else build_layer(state, dims)
-  invisible(layer)
+  dims
+}
+
+#' Output shape of a layer or model for an input shape
+#'
+#' Works out the output shape without computing anything, by the same
+#' arithmetic as the forward pass (padding, strides and dilation included).
+#' The layer need not be built.
+#'
+#' @inheritParams build
+#' @param input_shape The full input shape, batch included; unknown sizes
+#'   (such as the batch) may be `NA`.
+#' @returns A [shape()].
+#' @export
+#' @examples
+#' layer <- layer_depthwise_conv_2d(kernel_size = 3, strides = 2, padding = "same",
+#'                                  depth_multiplier = 2)
+#' compute_output_shape(layer, shape(NA, 28, 28, 3))
+compute_output_shape <- function(object, input_shape) {
+  UseMethod("compute_output_shape")
+}
+
+#' @export
+compute_output_shape.default <- function(object, input_shape) {
+  check_layer_or_model(object)
+}
+
+#' @export
+compute_output_shape.depthwise_layer <- function(object, input_shape) {
+  dims <- check_input_shape(input_shape)
+  new_shape(output_geometry(layer_state(object)$config, dims)$dims)
+}
+
+check_layer_or_model <- function(x, arg = rlang::caller_arg(x), call = rlang::caller_env()) {
+  abort_depthwise(
+    c(sprintf("`%s` must be a layer or a sequential model", arg),
+      x = sprintf("You supplied %s.", format_value(x))),
+    "type", call = call
+  )
 }
 
 check_layer <- function(x, arg = rlang::caller_arg(x), call = rlang::caller_env()) {
@@ -209,7 +286,7 @@ check_built <- function(state, what, call = rlang::caller_env()) {
   }
 }
 
-layer_fields <- c("name", "trainable", "dtype", "built", "kernel", "bias", "weights",
+layer_fields <- c("name", "trainable", "dtype", "built", "kernel", "bias", "weights", "losses",
                   "input_shape", "output_shape", "last_output", "type", "config")
 
 #' Keep a layer's last output for inspection
@@ -246,6 +323,7 @@ keep_last_output <- function(layer, keep = TRUE) {
     kernel = state$kernel,
     bias = state$bias,
     weights = if (state$built) layer_weights(state) else list(),
+    losses = layer_losses(state),
     input_shape = state$input_shape %||% state$build_input_shape,
     last_output = state$last_output,
     output_shape = state$output_shape,
@@ -257,6 +335,25 @@ keep_last_output <- function(layer, keep = TRUE) {
 
 #' @export
 `[[.depthwise_layer` <- function(x, i) `$.depthwise_layer`(x, i)
+
+# Only `trainable` can be changed on a layer, as in Keras (the rest is fixed
+# at construction).
+#' @export
+`$<-.depthwise_layer` <- function(x, name, value) {
+  if (!identical(name, "trainable")) {
+    abort_depthwise(
+      c(sprintf("`layer$%s` cannot be changed", name),
+        i = "Only `layer$trainable` can be set; weights change with `set_weights()`."),
+      "unsupported"
+    )
+  }
+  state <- layer_state(x)
+  state$config$trainable <- check_flag(value, arg = "trainable")
+  x
+}
+
+#' @export
+`[[<-.depthwise_layer` <- function(x, i, value) `$<-.depthwise_layer`(x, i, value)
 
 #' @export
 .DollarNames.depthwise_layer <- function(x, pattern = "") {

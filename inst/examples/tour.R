@@ -41,6 +41,17 @@ k <- get_weights(conv)[[1]]
 manual <- sum(x[1, 1:3, 1:3, 7] * k[, , 7, 1])
 cat(sprintf("y[1, 1, 1, 7] = %.12f, by hand = %.12f\n", a[1, 1, 1, 7], manual))
 
+cat("\n== A sequential model, keras3 style ==\n")
+model <- keras_model_sequential(input_shape = c(10, 10, 12)) |>
+  layer_depthwise_conv_2d(kernel_size = 3, activation = "relu") |>
+  layer_depthwise_conv_2d(kernel_size = 3, depth_multiplier = 2, padding = "same")
+summary(model)
+print(shape(predict(model, x, batch_size = 2, verbose = 0)))
+config <- get_config(model)
+copy <- from_config(config)
+set_weights(copy, get_weights(model))
+cat("from_config() copy gives identical output:", identical(copy(x), model(x)), "\n")
+
 cat("\n== A clear error for a common mistake ==\n")
 msg <- tryCatch(layer_depthwise_conv_2d(x, kernel_size = 3, strides = 2, dilation_rate = 2),
                 depthwise_error = function(e) conditionMessage(e))

@@ -89,14 +89,16 @@ test_that("initializers are checked", {
   expect_snapshot(layer_depthwise_conv_2d(kernel_size = 3, depthwise_initializer = "glorot"), error = TRUE)
 })
 
-test_that("regularizers and constraints are refused, not ignored", {
+test_that("bad regularizers and constraints are errors, not ignored", {
   for (arg in c("depthwise_regularizer", "bias_regularizer", "activity_regularizer",
                 "depthwise_constraint", "bias_constraint")) {
     args <- list(kernel_size = 3)
-    args[[arg]] <- function(w) 0
-    expect_depthwise_error(do.call(layer_depthwise_conv_2d, args), "unsupported")
+    args[[arg]] <- "no_such_thing"
+    expect_depthwise_error(do.call(layer_depthwise_conv_2d, args), "value")
+    args[[arg]] <- 0.5
+    expect_depthwise_error(do.call(layer_depthwise_conv_2d, args), "type")
   }
-  expect_snapshot(layer_depthwise_conv_2d(kernel_size = 3, depthwise_regularizer = "l2"), error = TRUE)
+  expect_snapshot(layer_depthwise_conv_2d(kernel_size = 3, depthwise_regularizer = "l3"), error = TRUE)
 })
 
 test_that("`...` takes only the known named options", {
