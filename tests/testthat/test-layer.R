@@ -187,3 +187,26 @@ test_that("keep_last_output() stores the latest output only when asked", {
   expect_null(layer$last_output)
   expect_error(keep_last_output(layer, NA), class = "depthwise_error_value")
 })
+
+test_that("compute_output_shape() agrees with the forward pass, dilation included", {
+  set.seed(12)
+  for (k in 1:40) {
+    fmt <- sample(c("channels_last", "channels_first"), 1)
+    ks <- sample(1:4, 2, TRUE)
+    dil <- if (k %% 2) sample(1:3, 2, TRUE) else c(1L, 1L)
+    st <- if (k %% 2) c(1L, 1L) else sample(1:3, 2, TRUE)
+    pad <- sample(c("valid", "same"), 1)
+    hw <- (ks - 1) * dil + 1 + sample(0:5, 2, TRUE)
+    C <- sample(1:3, 1)
+    dims <- if (fmt == "channels_first") c(2, C, hw) else c(2, hw, C)
+    layer <- layer_depthwise_conv_2d(kernel_size = ks, strides = st, dilation_rate = dil, padding = pad,
+                                     data_format = fmt, depth_multiplier = sample(1:2, 1))
+    predicted <- compute_output_shape(layer, shape(NA, dims[-1]))
+    actual <- dim(layer(array(0, dims)))
+    expect_identical(unclass(predicted), c(NA, actual[-1]))
+  }
+  expect_error(compute_output_shape(layer_depthwise_conv_2d(kernel_size = 5), shape(NA, 3, 3, 1)),
+               class = "depthwise_error_shape")
+  expect_error(compute_output_shape(layer_depthwise_conv_2d(kernel_size = 5), c(3, 3)),
+               class = "depthwise_error_shape")
+})
