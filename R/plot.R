@@ -143,7 +143,7 @@ plot_feature_maps <- function(x, sample = 1, channels = NULL, layout = c("grid",
 #' multiplier `m` as a small tile, in output channel order (tile `(c - 1) * M
 #' + m` makes output channel `(c - 1) * M + m`), titled with its index in the
 #' kernel array. All tiles share one diverging colour scale centred at 0
-#' (blue negative, white 0, red positive), from `-max(abs(kernel))` to
+#' (blue negative, pale grey at 0, red positive), from `-max(abs(kernel))` to
 #' `max(abs(kernel))` over the tiles drawn, with a colour key.
 #'
 #' @param layer A built layer made by [layer_depthwise_conv_2d()], or a
@@ -356,7 +356,10 @@ finite_stat <- function(maps, f) {
 # the current device, with titles fitted to the panels, an optional overall
 # title and an optional colour key for a shared scale.
 draw_tiles <- function(maps, zlim, titles, grid, col, main = NULL, key = FALSE, ...) {
-  old <- graphics::par(no.readonly = TRUE)
+  # Restore only what is changed here (mfrow first: it also ends the layout).
+  # Restoring every parameter would fail on a small device, where the
+  # derived "pin" of the default margins is negative.
+  old <- graphics::par(c("mfrow", "oma", "mar", "mgp", "xaxs", "yaxs", "cex"))
   on.exit(graphics::par(old), add = TRUE)
   k <- dim(maps)[3]
   nr <- grid[["nrow"]]
@@ -364,18 +367,18 @@ draw_tiles <- function(maps, zlim, titles, grid, col, main = NULL, key = FALSE, 
   has_main <- !is.null(main) && !is.na(main) && nzchar(main)
   panels <- matrix(seq_len(nr * nc), nr, nc, byrow = TRUE)
   panels[panels > k] <- 0L
+  din <- graphics::par("din")
   widths <- rep(1, nc)
+  key_in <- if (key) min(1.2, din[1] / 4) else 0
   if (key) {
     panels <- cbind(panels, k + 1L)
-    widths <- c(widths, graphics::lcm(3))
+    widths <- c(widths, graphics::lcm(key_in * 2.54))
   }
   graphics::layout(panels, widths = widths)
   graphics::par(oma = c(0.2, 0.2, if (has_main) 2 else 0.2, 0.2), mgp = c(2, 0.5, 0),
                 xaxs = "i", yaxs = "i", cex = 1)
   # Every panel has the same size, so one cex fits every title.
-  din <- graphics::par("din")
   omi <- graphics::par("omi")
-  key_in <- if (key) 3 / 2.54 else 0
   panel_w <- (din[1] - omi[2] - omi[4] - key_in) / nc
   panel_h <- (din[2] - omi[1] - omi[3]) / nr
   title_in <- min(0.3, panel_h * 0.18)
@@ -399,7 +402,7 @@ draw_tiles <- function(maps, zlim, titles, grid, col, main = NULL, key = FALSE, 
       graphics::text((w + 1) / 2, y_top, titles[i], pos = 3, offset = 0.15, cex = title_cex, xpd = NA)
     }
   }
-  if (key) draw_key(zlim[1, ], col)
+  if (key) draw_key(zlim[1, ], col, key_in, din[2] - omi[1] - omi[3])
   if (has_main) {
     main_cex <- min(1.1, 0.95 * din[1] / graphics::strwidth(main, units = "inches", cex = 1, font = 2))
     graphics::mtext(main, side = 3, line = 0.5, outer = TRUE, cex = main_cex, font = 2)
@@ -422,8 +425,9 @@ fit_cex <- function(titles, width_in, height_in) {
   if (cex < 0.45) 0 else cex
 }
 
-draw_key <- function(zlim, col) {
-  graphics::par(mai = c(0.3, 0.1, 0.3, 0.55))
+draw_key <- function(zlim, col, width_in, height_in) {
+  graphics::par(mai = c(min(0.3, height_in / 8), min(0.1, width_in / 10),
+                        min(0.3, height_in / 8), min(0.55, width_in / 2)))
   graphics::plot.new()
   graphics::plot.window(c(0, 1), zlim)
   breaks <- seq(zlim[1], zlim[2], length.out = length(col) + 1L)
