@@ -6,7 +6,7 @@
 #' depth_multiplier`. `set_weights()` replaces them after checking their
 #' shapes. `count_params()` counts the numbers in them.
 #'
-#' @param object A built layer.
+#' @param object A built layer made by [layer_depthwise_conv_2d()].
 #' @param weights A list like the one `get_weights()` returns.
 #' @returns `get_weights()`: a list of arrays. `set_weights()`: `object`,
 #'   invisibly (modified in place). `count_params()`: a number.
