@@ -83,15 +83,15 @@ plot_feature_maps <- function(x, sample = 1, channels = NULL, layout = c("grid",
   sample <- check_count(sample)
   col <- check_colours(col %||% grDevices::hcl.colors(64, "viridis"))
   label <- NULL
+  main <- check_main(main)
   if (inherits(x, "depthwise_layer")) {
-    for (arg in c("data_format", "depth_multiplier")) {
-      if (!is.null(get(arg))) {
-        abort_depthwise(
-          c(sprintf("`%s` must be NULL when `x` is a layer", arg),
-            i = "The layer's own data format and depth multiplier are used."),
-          "incompatible"
-        )
-      }
+    given <- c(data_format = !is.null(data_format), depth_multiplier = !is.null(depth_multiplier))
+    if (any(given)) {
+      abort_depthwise(
+        c(sprintf("`%s` must be NULL when `x` is a layer", names(given)[given][1]),
+          i = "The layer's own data format and depth multiplier are used."),
+        "incompatible"
+      )
     }
     state <- layer_state(x)
     y <- state$last_output
@@ -168,6 +168,7 @@ plot_kernels <- function(layer, channels = NULL, layout = c("grid", "row"), col 
                          main = NULL, ...) {
   layout <- check_choice(layout[1], c("grid", "row"), arg = "layout")
   col <- check_colours(col %||% grDevices::hcl.colors(101, "Blue-Red 3"))
+  main <- check_main(main)
   label <- NULL
   if (inherits(layer, "depthwise_layer")) {
     state <- layer_state(layer)
@@ -292,6 +293,17 @@ check_colours <- function(col, arg = "col", call = rlang::caller_env()) {
   col
 }
 
+check_main <- function(main, call = rlang::caller_env()) {
+  ok <- is.null(main) || length(main) == 1L && (is.character(main) || identical(main, NA))
+  if (!ok) {
+    abort_depthwise(
+      c("`main` must be NULL, NA or a single string", x = sprintf("You supplied %s.", format_value(main))),
+      if (is.character(main) || is.logical(main)) "value" else "type", call = call
+    )
+  }
+  main
+}
+
 # Rows and columns of the tile grid: the two factors of n closest to each
 # other (fewer rows than columns), or one row.
 tile_grid <- function(n, layout = "grid") {
@@ -364,7 +376,7 @@ draw_tiles <- function(maps, zlim, titles, grid, col, main = NULL, key = FALSE, 
   k <- dim(maps)[3]
   nr <- grid[["nrow"]]
   nc <- grid[["ncol"]]
-  has_main <- !is.null(main) && !is.na(main) && nzchar(main)
+  has_main <- !is.null(main) && !is.na(main) && nzchar(main)  # checked by check_main()
   panels <- matrix(seq_len(nr * nc), nr, nc, byrow = TRUE)
   panels[panels > k] <- 0L
   din <- graphics::par("din")

@@ -144,6 +144,15 @@ test_that("plot_kernels() uses one colour scale centred at 0", {
   expect_equal(part$zlim[1, ], c(-1, 1) * max(abs(kernel[, , 3, ])))
 })
 
+test_that("titles and image() arguments can be given", {
+  x <- random_uniform(c(1, 5, 5, 2), seed = 11)
+  render_png(plot_feature_maps(x, main = "two maps", useRaster = FALSE))
+  render_png(plot_feature_maps(x, main = NA, col = grDevices::gray.colors(16)))
+  render_png(plot_kernels(array(1:18 - 9, c(3, 3, 2, 1)), main = "", layout = "row"))
+  expect_error(plot_feature_maps(x, main = c("a", "b")), class = "depthwise_error_value")
+  expect_error(plot_kernels(array(0, c(3, 3, 1, 1)), main = 1), class = "depthwise_error_type")
+})
+
 test_that("plots work on a pdf device and leave the graphics parameters alone", {
   path <- tempfile(fileext = ".pdf")
   grDevices::pdf(path, width = 7, height = 4)
