@@ -9,9 +9,10 @@
 #' `set.seed()`); with a `seed`, every call gives the same values, as a
 #' seeded Keras 3 initializer does.
 #'
-#' @param seed `NULL` or a whole number.
-#' @returns An object of class `depthwise_initializer`. Call
-#'   `initializer_draw(initializer, shape)` to get an array.
+#' @inheritParams random_uniform
+#' @returns `initializer_*()`: an object of class `depthwise_initializer`,
+#'   to pass to a layer or to `initializer_draw()`. `initializer_draw()`: a
+#'   double array of dimension `shape`.
 #' @name initializers
 #' @examples
 #' init <- initializer_he_normal(seed = 1)
@@ -104,7 +105,6 @@ initializer_constant <- function(value = 0) {
   new_initializer("Constant", list(value = check_number(value)))
 }
 
-#' @param minval,maxval Bounds of the uniform distribution.
 #' @rdname initializers
 #' @export
 initializer_random_uniform <- function(minval = -0.05, maxval = 0.05, seed = NULL) {
@@ -117,7 +117,6 @@ initializer_random_uniform <- function(minval = -0.05, maxval = 0.05, seed = NUL
   new_initializer("RandomUniform", list(minval = minval, maxval = maxval, seed = check_seed(seed)))
 }
 
-#' @param mean,stddev Mean and standard deviation of the normal distribution.
 #' @rdname initializers
 #' @export
 initializer_random_normal <- function(mean = 0, stddev = 0.05, seed = NULL) {
@@ -196,7 +195,6 @@ truncated_normal <- function(n, mean, stddev) {
 
 #' @param initializer An initializer object, a Keras initializer name or a
 #'   function `function(shape, dtype = NULL)`.
-#' @param shape The dimensions of the array to draw.
 #' @rdname initializers
 #' @export
 initializer_draw <- function(initializer, shape) {

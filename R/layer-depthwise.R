@@ -52,20 +52,30 @@
 #'   always in double) and `input_shape` (the input shape without the batch
 #'   dimension; builds the layer at once). Anything else is an error.
 #'
-#' @section Input shape:
+#' @details
+#' # Input shape
 #' A 4D array: `(batch, rows, cols, channels)` for `channels_last`,
 #' `(batch, channels, rows, cols)` for `channels_first`.
 #'
-#' @section Output shape:
+#' # Output shape
 #' A 4D array: `(batch, new_rows, new_cols, channels * depth_multiplier)` for
 #' `channels_last`, `(batch, channels * depth_multiplier, new_rows, new_cols)`
 #' for `channels_first`. With `"valid"` padding, `new_rows = floor((rows -
 #' (kernel_rows - 1) * dilation_rows - 1) / stride_rows) + 1`; with `"same"`,
 #' `new_rows = ceiling(rows / stride_rows)`; likewise for columns.
 #'
-#' @returns With `object` missing, a layer: a function to call on arrays,
-#'   which builds its weights on the first call. With an array, the layer's
-#'   output array. With a sequential model, the model with the layer added.
+#' @returns With `object` missing, a layer (class `depthwise_layer`): a
+#'   function to call on arrays, which builds its weights on the first call
+#'   and reuses them afterwards. Its fields are read with `$`: `name`,
+#'   `kernel`, `bias`, `weights`, `built`, `input_shape`, `output_shape`,
+#'   `losses`, `last_output` (see [keep_last_output()]), `type`, `config` and every
+#'   entry of `config` (`layer$padding`, ...). With an array, the layer's
+#'   output: a double array of the shape given under *Output shape*. With a
+#'   sequential model ([keras_model_sequential()]), the model with the layer
+#'   appended (it is also modified in place).
+#' @seealso [get_weights()] and [set_weights()] for the weights,
+#'   [plot_feature_maps()] and [plot_kernels()] to see what a layer does, and
+#'   `vignette("depthwise")` for a tour.
 #' @export
 #' @examples
 #' x <- random_uniform(c(4, 10, 10, 12))

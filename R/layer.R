@@ -293,9 +293,10 @@ layer_fields <- c("name", "trainable", "dtype", "built", "kernel", "bias", "weig
 #'
 #' With `keep = TRUE`, the layer stores the output of each call, replacing the
 #' previous one, so that `layer$last_output` (and the plotting functions) can
-#' show what it produced, as TensorSpace does. This costs memory: one more
-#' copy of the largest output the layer has produced (8 bytes per element).
-#' `keep = FALSE` drops it. Off by default.
+#' show what it produced, as TensorSpace does (see [plot_feature_maps()] and
+#' [plot.depthwise_layer()]). This costs memory: one more copy of the largest
+#' output the layer has produced (8 bytes per element). `keep = FALSE` drops
+#' it. Off by default.
 #'
 #' @param layer A layer made by [layer_depthwise_conv_2d()].
 #' @param keep `TRUE` or `FALSE`.

@@ -10,7 +10,8 @@
 #' `bias_constraint` on the current weights (Keras applies them after each
 #' optimizer step; here you decide when).
 #'
-#' @param object A built layer or model.
+#' @param object A built layer made by [layer_depthwise_conv_2d()], or a model
+#'   made by [keras_model_sequential()].
 #' @param weights A list like the one `get_weights()` returns.
 #' @param constrain `TRUE` to apply the layers' constraints to the new weights
 #'   (see [constraints]).
