@@ -97,9 +97,9 @@ model_add <- function(model, layer, call = rlang::caller_env()) {
   state <- model_state(model)
   dims <- model_output_shape(state)
   if (!is.null(dims)) {
-    layer_state_ <- layer_state(layer)
-    if (layer_state_$built) check_input_channels(layer_state_, dims, call = call) else build_layer(layer_state_, dims, call = call)
-    output_geometry(layer_state_$config, dims, call = call)
+    added <- layer_state(layer)
+    if (added$built) check_input_channels(added, dims, call = call) else build_layer(added, dims, call = call)
+    output_geometry(added$config, dims, call = call)
   }
   state$layers <- c(state$layers, list(layer))
   model

@@ -24,7 +24,7 @@ print.depthwise_model <- function(x, ...) summary.depthwise_model(x, ...)
 
 format_model_summary <- function(model) {
   state <- model_state(model)
-  rows <- lapply(state$layers, summary_row, model_state = state)
+  rows <- lapply(state$layers, summary_row)
   dims <- state$input_shape
   # Output shapes follow the declared input when the model knows it.
   if (!is.null(dims)) {
@@ -64,7 +64,7 @@ format_model_summary <- function(model) {
   )
 }
 
-summary_row <- function(layer, model_state) {
+summary_row <- function(layer) {
   state <- layer_state(layer)
   built <- state$built
   count <- if (built) count_layer_params(state) else 0
