@@ -30,7 +30,7 @@ random_uniform <- function(shape, minval = 0, maxval = 1, dtype = NULL, seed = N
   }
   check_dtype(dtype)
   seed <- check_seed(seed)
-  with_seed(seed, array(stats::runif(prod(dims), minval, maxval), dims))
+  with_seed(seed, as_array(stats::runif(prod(dims), minval, maxval), dims))
 }
 
 #' @rdname random_uniform
@@ -44,7 +44,13 @@ random_normal <- function(shape, mean = 0, stddev = 1, dtype = NULL, seed = NULL
   }
   check_dtype(dtype)
   seed <- check_seed(seed)
-  with_seed(seed, array(stats::rnorm(prod(dims), mean, stddev), dims))
+  with_seed(seed, as_array(stats::rnorm(prod(dims), mean, stddev), dims))
+}
+
+# Gives a freshly made vector its dims in place; array() would copy it.
+as_array <- function(values, dims) {
+  dim(values) <- dims
+  values
 }
 
 check_shape_arg <- function(shape, arg = rlang::caller_arg(shape), call = rlang::caller_env()) {
@@ -56,13 +62,8 @@ check_shape_arg <- function(shape, arg = rlang::caller_arg(shape), call = rlang:
       "value", call = call
     )
   }
-  if (prod(as.numeric(dims)) > 2^52) {
-    abort_depthwise(
-      c(sprintf("`%s` describes more elements than R can hold", arg),
-        x = sprintf("You supplied %s.", format(new_shape(dims)))),
-      "size", call = call
-    )
-  }
+  check_allocation(prod(as.numeric(dims)), sprintf("An array of shape %s", format_dims(dims)),
+                   call = call)
   dims
 }
 

@@ -25,8 +25,9 @@ shape <- function(...) {
 shape_values <- function(v, call = rlang::caller_env(2)) {
   if (is.null(v)) return(NA_integer_)
   if (is.list(v)) return(unlist(lapply(v, shape_values, call = call), use.names = FALSE))
+  # NA means unknown; NaN is a failed computation, not an unknown size.
   ok <- (is.numeric(v) || is.logical(v) && all(is.na(v))) &&
-    all(is.na(v) | (is.finite(v) & v == trunc(v) & v >= 0 & v <= .Machine$integer.max))
+    all((is.na(v) & !is.nan(v)) | (is.finite(v) & v == trunc(v) & v >= 0 & v <= .Machine$integer.max))
   if (!ok) {
     abort_depthwise(
       c("Shape sizes must be non-negative whole numbers or NA",
