@@ -143,9 +143,11 @@ snake_case <- function(x) tolower(gsub("([a-z])([A-Z])", "\\1_\\2", x))
 # A name, an initializer object or an R function -> an initializer object or
 # the function itself.
 resolve_initializer <- function(x, arg = rlang::caller_arg(x), call = rlang::caller_env()) {
-  if (inherits(x, "depthwise_initializer") || is.function(x)) return(x)
+  if (inherits(x, "depthwise_initializer")) return(check_initializer_object(x, arg = arg, call = call))
+  if (is.function(x)) return(x)
   if (is.character(x) && length(x) == 1L && !is.na(x)) {
-    key <- snake_case(x)
+    # gsub() fails on a string that is invalid in the session's encoding.
+    key <- tryCatch(snake_case(x), error = function(e) NA_character_)
     if (key %in% names(initializer_constructors)) return(initializer_constructors[[key]]())
     abort_depthwise(
       c(sprintf("`%s` must be a Keras initializer name, an initializer object or a function", arg),
@@ -159,6 +161,61 @@ resolve_initializer <- function(x, arg = rlang::caller_arg(x), call = rlang::cal
       x = sprintf("You supplied %s.", format_value(x))),
     "type", call = call
   )
+}
+
+# Variance-scaling initializers: Keras class name -> its fixed settings.
+variance_scaling_classes <- c("GlorotUniform", "GlorotNormal", "HeUniform", "HeNormal",
+                              "LecunUniform", "LecunNormal", "VarianceScaling")
+
+# An initializer object may come from saveRDS()/readRDS(), a config, or be
+# edited by hand: before anything is drawn from it, its class name and every
+# config field must be what the constructors make, so a corrupt one is a
+# classed error rather than a wrong draw or an R error from deep inside.
+check_initializer_object <- function(x, arg = "initializer", call = rlang::caller_env()) {
+  fail <- function(problem, subclass = "value") {
+    abort_depthwise(
+      c(sprintf("`%s` is not a valid initializer object: %s", arg, problem),
+        x = sprintf("You supplied %s.", format_value(unclass(x))),
+        i = "Make initializers with initializer_*() or pass a Keras name such as \"glorot_uniform\"."),
+      subclass, call = call
+    )
+  }
+  if (!is.list(x) || !is.character(x$class_name) || length(x$class_name) != 1L || is.na(x$class_name)) {
+    fail("it needs a `class_name` string", "type")
+  }
+  known <- c("Zeros", "Ones", "Constant", "RandomUniform", "RandomNormal", "TruncatedNormal",
+             variance_scaling_classes)
+  if (!x$class_name %in% known) fail(sprintf("unknown class_name %s", format_value(x$class_name)))
+  cfg <- x$config
+  if (!is.list(cfg) || is.object(cfg)) fail("its `config` must be a list", "type")
+  field <- function(name) sprintf("%s$config$%s", arg, name)
+  switch(x$class_name,
+    Constant = check_number(cfg$value, arg = field("value"), call = call),
+    RandomUniform = {
+      check_number(cfg$minval, arg = field("minval"), call = call)
+      check_number(cfg$maxval, arg = field("maxval"), call = call)
+      if (cfg$minval > cfg$maxval) fail("`minval` exceeds `maxval`")
+    },
+    RandomNormal = ,
+    TruncatedNormal = {
+      check_number(cfg$mean, arg = field("mean"), call = call)
+      check_number(cfg$stddev, arg = field("stddev"), call = call)
+      if (cfg$stddev < 0) fail("`stddev` is negative")
+    },
+    Zeros = ,
+    Ones = NULL,
+    {
+      check_number(cfg$scale, arg = field("scale"), call = call)
+      if (cfg$scale <= 0) fail("`scale` is not positive")
+      check_choice(cfg$mode, c("fan_in", "fan_out", "fan_avg"), arg = field("mode"), call = call)
+      check_choice(cfg$distribution, c("truncated_normal", "untruncated_normal", "uniform"),
+                   arg = field("distribution"), call = call)
+    }
+  )
+  if (x$class_name %in% c("RandomUniform", "RandomNormal", "TruncatedNormal", variance_scaling_classes)) {
+    check_seed(cfg$seed, arg = field("seed"), call = call)
+  }
+  x
 }
 
 # Keras 3's compute_fans().
@@ -194,7 +251,7 @@ initializer_draw <- function(initializer, shape) {
   if (is.function(init)) return(draw_from_function(init, dims))
   cfg <- init$config
   n <- prod(dims)
-  values <- with_seed(cfg$seed, switch(init$class_name,
+  values <- with_seed(check_seed(cfg$seed), switch(init$class_name,
     Zeros = rep(0, n),
     Ones = rep(1, n),
     Constant = rep(cfg$value, n),
@@ -203,7 +260,7 @@ initializer_draw <- function(initializer, shape) {
     TruncatedNormal = truncated_normal(n, cfg$mean, cfg$stddev),
     draw_variance_scaling(n, dims, cfg)
   ))
-  array(values, dims)
+  as_array(values, dims)
 }
 
 draw_variance_scaling <- function(n, dims, cfg) {
@@ -236,7 +293,9 @@ draw_from_function <- function(fn, dims, call = rlang::caller_env()) {
       "shape", call = call
     )
   }
-  array(as.double(out), dims)
+  if (!is.double(out) || is.object(out)) out <- as.double(out)
+  attributes(out) <- list(dim = dims)
+  out
 }
 
 #' @export
