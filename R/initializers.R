@@ -71,7 +71,7 @@ initializer_lecun_normal <- function(seed = NULL) {
 #' @export
 initializer_variance_scaling <- function(scale = 1, mode = "fan_in",
                                          distribution = "truncated_normal", seed = NULL) {
-  check_number(scale)
+  scale <- check_number(scale)
   if (scale <= 0) abort_depthwise(c("`scale` must be positive", x = sprintf("You supplied %s.", scale)), "value")
   mode <- check_choice(mode, c("fan_in", "fan_out", "fan_avg"))
   distribution <- check_choice(distribution, c("truncated_normal", "untruncated_normal", "uniform"))
@@ -97,8 +97,8 @@ initializer_constant <- function(value = 0) {
 #' @rdname initializers
 #' @export
 initializer_random_uniform <- function(minval = -0.05, maxval = 0.05, seed = NULL) {
-  check_number(minval)
-  check_number(maxval)
+  minval <- check_number(minval)
+  maxval <- check_number(maxval)
   if (minval > maxval) {
     abort_depthwise(c("`minval` must not exceed `maxval`",
                       x = sprintf("You supplied minval = %s, maxval = %s.", minval, maxval)), "incompatible")
@@ -120,8 +120,8 @@ initializer_truncated_normal <- function(mean = 0, stddev = 0.05, seed = NULL) {
 }
 
 normal_config <- function(mean, stddev, seed, call = rlang::caller_env()) {
-  check_number(mean, call = call)
-  check_number(stddev, call = call)
+  mean <- check_number(mean, call = call)
+  stddev <- check_number(stddev, call = call)
   if (stddev < 0) {
     abort_depthwise(c("`stddev` must be non-negative", x = sprintf("You supplied %s.", stddev)), "value", call = call)
   }
@@ -189,33 +189,34 @@ check_initializer_object <- function(x, arg = "initializer", call = rlang::calle
   cfg <- x$config
   if (!is.list(cfg) || is.object(cfg)) fail("its `config` must be a list", "type")
   field <- function(name) sprintf("%s$config$%s", arg, name)
+  number <- function(name) cfg[[name]] <<- check_number(cfg[[name]], arg = field(name), call = call)
   switch(x$class_name,
-    Constant = check_number(cfg$value, arg = field("value"), call = call),
+    Constant = number("value"),
     RandomUniform = {
-      check_number(cfg$minval, arg = field("minval"), call = call)
-      check_number(cfg$maxval, arg = field("maxval"), call = call)
+      number("minval")
+      number("maxval")
       if (cfg$minval > cfg$maxval) fail("`minval` exceeds `maxval`")
     },
     RandomNormal = ,
     TruncatedNormal = {
-      check_number(cfg$mean, arg = field("mean"), call = call)
-      check_number(cfg$stddev, arg = field("stddev"), call = call)
+      number("mean")
+      number("stddev")
       if (cfg$stddev < 0) fail("`stddev` is negative")
     },
     Zeros = ,
     Ones = NULL,
     {
-      check_number(cfg$scale, arg = field("scale"), call = call)
+      number("scale")
       if (cfg$scale <= 0) fail("`scale` is not positive")
-      check_choice(cfg$mode, c("fan_in", "fan_out", "fan_avg"), arg = field("mode"), call = call)
-      check_choice(cfg$distribution, c("truncated_normal", "untruncated_normal", "uniform"),
-                   arg = field("distribution"), call = call)
+      cfg$mode <- check_choice(cfg$mode, c("fan_in", "fan_out", "fan_avg"), arg = field("mode"), call = call)
+      cfg$distribution <- check_choice(cfg$distribution, c("truncated_normal", "untruncated_normal", "uniform"),
+                                       arg = field("distribution"), call = call)
     }
   )
   if (x$class_name %in% c("RandomUniform", "RandomNormal", "TruncatedNormal", variance_scaling_classes)) {
-    check_seed(cfg$seed, arg = field("seed"), call = call)
+    cfg["seed"] <- list(check_seed(cfg$seed, arg = field("seed"), call = call))
   }
-  x
+  new_initializer(x$class_name, cfg)
 }
 
 # Keras 3's compute_fans().
@@ -246,9 +247,15 @@ truncated_normal <- function(n, mean, stddev) {
 #' @rdname initializers
 #' @export
 initializer_draw <- function(initializer, shape) {
-  init <- resolve_initializer(initializer)
-  dims <- check_shape_arg(shape)
-  if (is.function(init)) return(draw_from_function(init, dims))
+  draw_initializer(initializer, shape, "initializer", rlang::current_env())
+}
+
+# initializer_draw() for callers whose argument has another name (a layer's
+# `depthwise_initializer`), so that errors name it.
+draw_initializer <- function(initializer, shape, arg, call) {
+  init <- resolve_initializer(initializer, arg = arg, call = call)
+  dims <- check_shape_arg(shape, call = call)
+  if (is.function(init)) return(draw_from_function(init, dims, arg = arg, call = call))
   cfg <- init$config
   n <- prod(dims)
   values <- with_seed(check_seed(cfg$seed), switch(init$class_name,
@@ -278,17 +285,17 @@ draw_variance_scaling <- function(n, dims, cfg) {
   )
 }
 
-draw_from_function <- function(fn, dims, call = rlang::caller_env()) {
+draw_from_function <- function(fn, dims, arg = "initializer", call = rlang::caller_env()) {
   out <- tryCatch(
     fn(new_shape(dims), dtype = "float64"),
     error = function(e) {
-      abort_depthwise(c("The initializer function failed", x = conditionMessage(e)),
+      abort_depthwise(c(sprintf("The `%s` function failed", arg), x = conditionMessage(e)),
                       "value", parent = e, call = call)
     }
   )
   if (!(is.numeric(out) || is.logical(out)) || length(out) != prod(dims)) {
     abort_depthwise(
-      c(sprintf("The initializer function must return %s numbers (shape %s)", prod(dims), format(new_shape(dims))),
+      c(sprintf("The `%s` function must return %s numbers (shape %s)", arg, prod(dims), format(new_shape(dims))),
         x = sprintf("It returned %s.", format_value(out))),
       "shape", call = call
     )

@@ -77,7 +77,10 @@ padding_code <- function(padding) if (padding == "same") 1L else 0L
 
 # Runs a C++ entry point, turning any error it raises into a classed one.
 run_cpp <- function(expr, call = rlang::caller_env()) {
+  # A classed error from evaluating the arguments (such as a bad thread
+  # setting) keeps its class; anything else is a C++ (internal) error.
   tryCatch(expr, error = function(e) {
+    if (inherits(e, "depthwise_error")) stop(e)
     msg <- conditionMessage(e)
     too_big <- grepl("cannot allocate|exceeds R's|size overflow|maximum vector length", msg)
     abort_depthwise(
@@ -155,8 +158,10 @@ build_layer <- function(state, dims, call = rlang::caller_env()) {
   kernel_dims <- c(cfg$kernel_size, channels, cfg$depth_multiplier)
   check_allocation(prod(as.numeric(kernel_dims)), sprintf("The depthwise kernel %s of layer \"%s\"",
                    format_dims(kernel_dims), cfg$name), call = call)
-  state$kernel <- initializer_draw(cfg$depthwise_initializer, kernel_dims)
-  state$bias <- if (cfg$use_bias) initializer_draw(cfg$bias_initializer, channels * cfg$depth_multiplier)
+  state$kernel <- draw_initializer(cfg$depthwise_initializer, kernel_dims, "depthwise_initializer", call)
+  state$bias <- if (cfg$use_bias) {
+    draw_initializer(cfg$bias_initializer, channels * cfg$depth_multiplier, "bias_initializer", call)
+  }
   state$build_input_shape <- new_shape(dims)
   state$built <- TRUE
   invisible(state)
@@ -260,7 +265,13 @@ keep_last_output <- function(layer, keep = TRUE) {
 }
 
 #' @export
-`[[.depthwise_layer` <- function(x, i) `$.depthwise_layer`(x, i)
+`[[.depthwise_layer` <- function(x, i) {
+  if (!is.character(i) || length(i) != 1L || is.na(i)) {
+    abort_depthwise(c("`i` must be a single field name, as in `layer[[\"kernel\"]]`",
+                      x = sprintf("You supplied %s.", format_value(i))), "type")
+  }
+  `$.depthwise_layer`(x, i)
+}
 
 #' @export
 .DollarNames.depthwise_layer <- function(x, pattern = "") {

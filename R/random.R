@@ -20,8 +20,8 @@
 #' random_normal(c(2, 3), seed = 1)
 random_uniform <- function(shape, minval = 0, maxval = 1, dtype = NULL, seed = NULL) {
   dims <- check_shape_arg(shape)
-  check_number(minval)
-  check_number(maxval)
+  minval <- check_number(minval)
+  maxval <- check_number(maxval)
   if (minval > maxval) {
     abort_depthwise(
       c("`minval` must not exceed `maxval`", x = sprintf("You supplied minval = %s, maxval = %s.", minval, maxval)),
@@ -37,8 +37,8 @@ random_uniform <- function(shape, minval = 0, maxval = 1, dtype = NULL, seed = N
 #' @export
 random_normal <- function(shape, mean = 0, stddev = 1, dtype = NULL, seed = NULL) {
   dims <- check_shape_arg(shape)
-  check_number(mean)
-  check_number(stddev)
+  mean <- check_number(mean)
+  stddev <- check_number(stddev)
   if (stddev < 0) {
     abort_depthwise(c("`stddev` must be non-negative", x = sprintf("You supplied %s.", stddev)), "value")
   }
@@ -74,7 +74,9 @@ check_number <- function(x, arg = rlang::caller_arg(x), call = rlang::caller_env
       if (is.numeric(x)) "value" else "type", call = call
     )
   }
-  x
+  # A plain double: a 1x1 matrix or a classed number would otherwise carry
+  # its attributes into the arithmetic (with warnings, or a classed result).
+  as.double(unclass(x))
 }
 
 check_dtype <- function(dtype, arg = rlang::caller_arg(dtype), call = rlang::caller_env()) {

@@ -76,6 +76,11 @@ as_dims <- function(x, arg = rlang::caller_arg(x), call = rlang::caller_env()) {
 }
 
 # Human form used in messages: (4, 10, 10, 12), like Keras' tuples.
+# Long shapes are shortened so that a message stays readable.
 format_dims <- function(dims) {
-  paste0("(", paste(ifelse(is.na(dims), "None", dims), collapse = ", "), ")")
+  text <- ifelse(is.na(dims), "None", dims)
+  if (length(text) > 12L) {
+    text <- c(text[1:5], sprintf("... (%d sizes) ...", length(text)), text[length(text) - 4:0])
+  }
+  paste0("(", paste(text, collapse = ", "), ")")
 }

@@ -56,11 +56,11 @@ BEGIN_RCPP
 END_RCPP
 }
 // dw_activate
-Rcpp::NumericVector dw_activate(Rcpp::NumericVector x, SEXP activation);
+Rcpp::NumericVector dw_activate(SEXP x, SEXP activation);
 RcppExport SEXP _depthwise_dw_activate(SEXP xSEXP, SEXP activationSEXP) {
 BEGIN_RCPP
     Rcpp::RObject rcpp_result_gen;
-    Rcpp::traits::input_parameter< Rcpp::NumericVector >::type x(xSEXP);
+    Rcpp::traits::input_parameter< SEXP >::type x(xSEXP);
     Rcpp::traits::input_parameter< SEXP >::type activation(activationSEXP);
     rcpp_result_gen = Rcpp::wrap(dw_activate(x, activation));
     return rcpp_result_gen;

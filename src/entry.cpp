@@ -237,10 +237,11 @@ SEXP dw_forward(SEXP x, SEXP kernel, SEXP bias, SEXP strides, SEXP dilation, SEX
 // Applies one of the kernels' activations to a double array (used by tests
 // and by R-level code that needs the same function without a convolution).
 // [[Rcpp::export(rng = false)]]
-Rcpp::NumericVector dw_activate(Rcpp::NumericVector x, SEXP activation) {
+Rcpp::NumericVector dw_activate(SEXP x, SEXP activation) {
   const Activation a = activation_from(
       int_arg(activation, "activation", 0, static_cast<int>(Activation::count) - 1));
-  Rcpp::NumericVector out = Rcpp::clone(x);
+  if (TYPEOF(x) != REALSXP) throw geometry_error("x must be a double vector");
+  Rcpp::NumericVector out = Rcpp::clone(Rcpp::NumericVector(x));
   if (is_axis_activation(a)) {
     SEXP d = Rf_getAttrib(x, R_DimSymbol);
     index_t dims[4] = {1, 1, 1, Rf_xlength(x)};
