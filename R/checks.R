@@ -94,6 +94,8 @@ as_double_array <- function(x, arg = rlang::caller_arg(x), call = rlang::caller_
       "shape", call = call
     )
   }
+  # A plain double array goes through untouched: no copy, no wrapper.
+  if (is.double(x) && identical(names(attributes(x)), "dim")) return(x)
   d <- dim(x)
   if (!is.double(x)) storage.mode(x) <- "double"
   attributes(x) <- list(dim = d)
@@ -105,7 +107,7 @@ as_double_array <- function(x, arg = rlang::caller_arg(x), call = rlang::caller_
 # is free, else a "size" error before any work. Without this, R either fails
 # with an unclassed "cannot allocate" error or, on Linux, commits the memory
 # and is killed by the kernel when it touches it. `what` names the array.
-check_allocation <- function(n, what, call = rlang::caller_env()) {
+check_allocation <- function(n, what, hint = NULL, call = rlang::caller_env()) {
   n <- as.numeric(n)
   if (is.na(n) || n > max_vector_length) {
     abort_depthwise(
@@ -119,7 +121,7 @@ check_allocation <- function(n, what, call = rlang::caller_env()) {
   if (bytes > limit$bytes) {
     abort_depthwise(
       c(sprintf("%s would need %s, more than %s", what, format_bytes(bytes), limit$what),
-        i = "Use a smaller input, kernel or depth_multiplier."),
+        i = hint),
       "size", call = call
     )
   }
@@ -127,6 +129,8 @@ check_allocation <- function(n, what, call = rlang::caller_env()) {
 }
 
 max_vector_length <- 2^52
+
+size_hint <- "Use a smaller input, kernel_size or depth_multiplier."
 
 # The most bytes one allocation may take: the option depthwise.memory_limit
 # (bytes) if set, and for allocations of 64 MiB or more also the memory the

@@ -40,7 +40,7 @@ layer_call <- function(state, inputs, ..., arg = "inputs", call = rlang::caller_
   geometry <- output_geometry(cfg, dims, call = call)
   work <- prod(geometry$dims) * prod(cfg$kernel_size)
   check_allocation(prod(as.numeric(geometry$dims)), sprintf("The output %s of layer \"%s\"",
-                   format_dims(geometry$dims), cfg$name), call = call)
+                   format_dims(geometry$dims), cfg$name), size_hint, call = call)
   y <- run_cpp(dw_forward(
     x, state$kernel, state$bias, cfg$strides, cfg$dilation_rate, padding_code(cfg$padding),
     cfg$data_format == "channels_first", state$activation$code, threads_for_work(work), FALSE
@@ -157,7 +157,7 @@ build_layer <- function(state, dims, call = rlang::caller_env()) {
   output_geometry(cfg, dims, call = call)
   kernel_dims <- c(cfg$kernel_size, channels, cfg$depth_multiplier)
   check_allocation(prod(as.numeric(kernel_dims)), sprintf("The depthwise kernel %s of layer \"%s\"",
-                   format_dims(kernel_dims), cfg$name), call = call)
+                   format_dims(kernel_dims), cfg$name), size_hint, call = call)
   state$kernel <- draw_initializer(cfg$depthwise_initializer, kernel_dims, "depthwise_initializer", call)
   state$bias <- if (cfg$use_bias) {
     draw_initializer(cfg$bias_initializer, channels * cfg$depth_multiplier, "bias_initializer", call)

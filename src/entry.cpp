@@ -206,11 +206,13 @@ SEXP dw_forward(SEXP x, SEXP kernel, SEXP bias, SEXP strides, SEXP dilation, SEX
   for (int k = 0; k < 4; ++k)
     if (dims[k] > INT_MAX) throw geometry_error("an output dimension exceeds R's limit of 2^31 - 1");
 
-  // REAL() may expand an ALTREP vector, which allocates and can raise an R
-  // error; doing it before the output exists means such an error leaks nothing.
-  const double* input = REAL(x);
-  const double* weights = REAL(kernel);
-  const double* bias_values = bias == R_NilValue ? nullptr : REAL(bias);
+  // Read-only pointers: REAL() on an ALTREP wrapper (what attributes<- makes
+  // of an array with dimnames) would copy the whole input first. Expanding a
+  // compact ALTREP sequence still allocates and can raise an R error, so this
+  // comes before the output exists, where such an error leaks nothing.
+  const double* input = REAL_RO(x);
+  const double* weights = REAL_RO(kernel);
+  const double* bias_values = bias == R_NilValue ? nullptr : REAL_RO(bias);
 
   Rcpp::NumericVector out(Rcpp::no_init(static_cast<R_xlen_t>(g.out_size())));
   Rcpp::IntegerVector out_dim(4);

@@ -61,7 +61,7 @@ test_that("the fuzz harness itself detects a crash and a hang, and names the cas
   crash <- fuzz_in_child(list(n = 3, seed = 1, timeout = 60, only = c(1, 2, 3), selftest = "crash"))
   expect_false(is.null(crash$error))
   expect_match(crash$progress, "^2\tselftest crash")
-  hang <- fuzz_in_child(list(n = 3, seed = 1, timeout = 8, only = c(1, 2, 3), selftest = "hang"))
+  hang <- fuzz_in_child(list(n = 3, seed = 1, timeout = 5, only = c(1, 2, 3), selftest = "hang"))
   expect_false(is.null(hang$error))
   expect_match(hang$progress, "^2\tselftest hang")
 })
