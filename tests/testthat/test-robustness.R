@@ -94,9 +94,9 @@ test_that("a long call stops promptly on an interrupt, leaks nothing, and the ne
       c(vcells = gc()[2, 1], rss_kib = if (length(rss)) rss else NA)
     }
     # About 2e10 multiply-adds: several seconds on one core.
-    x <- array(runif(1024 * 1024 * 16), c(1, 1024, 1024, 16))
+    x <- array(runif(512 * 512 * 64), c(1, 512, 512, 64))
     layer <- layer_depthwise_conv_2d(kernel_size = 35, padding = "same")
-    small <- array(runif(2 * 9 * 9 * 16), c(2, 9, 9, 16))
+    small <- array(runif(2 * 9 * 9 * 64), c(2, 9, 9, 64))
     before_small <- layer(small)
     before <- memory()
     for (round in 1:3) {
@@ -139,14 +139,17 @@ test_that("a long call stops promptly on an interrupt, leaks nothing, and the ne
     p$interrupt()
     end <- wait_for(paste0("^END .*"), 60)
     latencies[round] <- as.numeric(Sys.time() - sent, units = "secs")
-    expect_match(end, "^END interrupted", label = paste("round", round, "was interrupted"))
+    expect_match(end, "^END interrupted",
+                 label = paste("round", round, "was interrupted; child's stderr:",
+                               paste(p$read_error_lines(), collapse = "\n")))
   }
   memory_line <- wait_for("^MEMORY", 60)
   next_line <- wait_for("^NEXT", 60)
   p$wait(30000)
   expect_identical(p$get_exit_status(), 0L)
   # Prompt: the check between chunks runs every few milliseconds of work.
-  expect_lt(max(latencies), 2)
+  # (Not under the sanitizers, whose build is many times slower.)
+  if (!nzchar(Sys.getenv("DEPTHWISE_SLOW_BUILD"))) expect_lt(max(latencies), 2)
   if (nzchar(Sys.getenv("DEPTHWISE_REPORT_LATENCY"))) message("interrupt latencies (s): ", toString(round(latencies, 3)))
   m <- as.numeric(strsplit(sub("^MEMORY ", "", trimws(memory_line)), " ")[[1]])
   # R's heap is back where it was: no 128 MiB output kept alive by the
