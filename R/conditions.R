@@ -17,19 +17,39 @@ abort_depthwise <- function(message, subclass, ..., call = rlang::caller_env()) 
 }
 
 # A short, readable rendering of a user-supplied value for error messages.
+# Never fails: whatever `x` is (a classed object, a huge vector, a string in
+# an invalid encoding), it returns one string.
 format_value <- function(x) {
+  text <- tryCatch(format_value_unsafe(x), error = function(e) NULL)
+  if (is.character(text) && length(text) == 1L && !is.na(text)) text else
+    sprintf("an object of type %s", typeof(x))
+}
+
+format_value_unsafe <- function(x) {
   if (is.null(x)) return("NULL")
   if (is.function(x)) return("a function")
   if (is.environment(x)) return("an environment")
-  if (is.data.frame(x)) return(sprintf("a data frame with %d columns", ncol(x)))
+  if (is.data.frame(x)) {
+    return(sprintf("a data frame with %d column%s", ncol(x), if (ncol(x) == 1L) "" else "s"))
+  }
+  cls <- if (is.object(x)) sprintf(" of class <%s>", paste(class(x), collapse = "/")) else ""
   if (!is.null(dim(x))) {
-    return(sprintf("a %s array of dim %s", typeof(x), paste(dim(x), collapse = "x")))
+    return(sprintf("%s %s array%s of dim %s", with_article(typeof(x)), typeof(x), cls,
+                   paste(dim(x), collapse = "x")))
+  }
+  if (is.object(x)) {
+    return(sprintf("%s %s vector%s of length %.0f", with_article(typeof(x)), typeof(x), cls,
+                   as.numeric(length(x))))
   }
   if ((is.atomic(x) || is.list(x)) && length(x) > 6) {
-    return(sprintf("a %s vector of length %d", typeof(x), length(x)))
+    return(sprintf("%s %s vector of length %.0f", with_article(typeof(x)), typeof(x),
+                   as.numeric(length(x))))
   }
-  text <- tryCatch(deparse1(x, width.cutoff = 60L), error = function(e) typeof(x))
-  if (nchar(text) > 80) text <- paste0(substr(text, 1, 77), "...")
+  if (is.character(x) && any(nchar(x, type = "bytes", allowNA = TRUE) > 80, na.rm = TRUE)) {
+    return(sprintf("a character vector of length %d with long strings", length(x)))
+  }
+  text <- deparse1(x, width.cutoff = 60L)
+  if (nchar(text, type = "bytes") > 80) text <- paste0(substr(text, 1, 77), "...")
   text
 }
 
@@ -61,7 +81,9 @@ resolve_by_name <- function(x, kind, constructors, arg, call) {
   if (is.null(x) || is.function(x)) return(x)
   what <- sprintf("`%s` must be NULL, a %s or a function", arg, kind)
   if (is.character(x) && length(x) == 1L && !is.na(x)) {
-    constructor <- constructors[[tolower(x)]]
+    # tolower() fails on invalid UTF-8; such a string is simply an unknown name.
+    key <- if (validUTF8(x)) tolower(x) else ""
+    constructor <- if (key %in% names(constructors)) constructors[[key]]
     if (!is.null(constructor)) return(constructor())
     abort_depthwise(
       c(what, x = sprintf("Unknown %s %s.", kind, format_value(x)),
@@ -71,3 +93,5 @@ resolve_by_name <- function(x, kind, constructors, arg, call) {
   }
   abort_depthwise(c(what, x = sprintf("You supplied %s.", format_value(x))), "type", call = call)
 }
+
+with_article <- function(word) if (substr(word, 1, 1) %in% c("a", "e", "i", "o", "u")) "an" else "a"

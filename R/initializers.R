@@ -82,7 +82,7 @@ initializer_lecun_normal <- function(seed = NULL) {
 #' @export
 initializer_variance_scaling <- function(scale = 1, mode = "fan_in",
                                          distribution = "truncated_normal", seed = NULL) {
-  check_number(scale)
+  scale <- check_number(scale)
   if (scale <= 0) abort_depthwise(c("`scale` must be positive", x = sprintf("You supplied %s.", scale)), "value")
   mode <- check_choice(mode, c("fan_in", "fan_out", "fan_avg"))
   distribution <- check_choice(distribution, c("truncated_normal", "untruncated_normal", "uniform"))
@@ -108,8 +108,8 @@ initializer_constant <- function(value = 0) {
 #' @rdname initializers
 #' @export
 initializer_random_uniform <- function(minval = -0.05, maxval = 0.05, seed = NULL) {
-  check_number(minval)
-  check_number(maxval)
+  minval <- check_number(minval)
+  maxval <- check_number(maxval)
   if (minval > maxval) {
     abort_depthwise(c("`minval` must not exceed `maxval`",
                       x = sprintf("You supplied minval = %s, maxval = %s.", minval, maxval)), "incompatible")
@@ -130,8 +130,8 @@ initializer_truncated_normal <- function(mean = 0, stddev = 0.05, seed = NULL) {
 }
 
 normal_config <- function(mean, stddev, seed, call = rlang::caller_env()) {
-  check_number(mean, call = call)
-  check_number(stddev, call = call)
+  mean <- check_number(mean, call = call)
+  stddev <- check_number(stddev, call = call)
   if (stddev < 0) {
     abort_depthwise(c("`stddev` must be non-negative", x = sprintf("You supplied %s.", stddev)), "value", call = call)
   }
@@ -153,9 +153,11 @@ snake_case <- function(x) tolower(gsub("([a-z])([A-Z])", "\\1_\\2", x))
 # A name, an initializer object or an R function -> an initializer object or
 # the function itself.
 resolve_initializer <- function(x, arg = rlang::caller_arg(x), call = rlang::caller_env()) {
-  if (inherits(x, "depthwise_initializer") || is.function(x)) return(x)
+  if (inherits(x, "depthwise_initializer")) return(check_initializer_object(x, arg = arg, call = call))
+  if (is.function(x)) return(x)
   if (is.character(x) && length(x) == 1L && !is.na(x)) {
-    key <- snake_case(x)
+    # gsub() fails on a string that is invalid in the session's encoding.
+    key <- tryCatch(snake_case(x), error = function(e) NA_character_)
     if (key %in% names(initializer_constructors)) return(initializer_constructors[[key]]())
     abort_depthwise(
       c(sprintf("`%s` must be a Keras initializer name, an initializer object or a function", arg),
@@ -169,6 +171,63 @@ resolve_initializer <- function(x, arg = rlang::caller_arg(x), call = rlang::cal
       x = sprintf("You supplied %s.", format_value(x))),
     "type", call = call
   )
+}
+
+# Every variance-scaling class name (the presets and VarianceScaling itself).
+variance_scaling_classes <- c("GlorotUniform", "GlorotNormal", "HeUniform", "HeNormal",
+                              "LecunUniform", "LecunNormal", "VarianceScaling")
+
+# An initializer object may come from saveRDS()/readRDS(), a config, or be
+# edited by hand: before anything is drawn from it, its class name and every
+# config field must be what the constructors make, so a corrupt one is a
+# classed error rather than a wrong draw or an R error from deep inside.
+check_initializer_object <- function(x, arg = "initializer", call = rlang::caller_env()) {
+  fail <- function(problem, subclass = "value") {
+    abort_depthwise(
+      c(sprintf("`%s` is not a valid initializer object: %s", arg, problem),
+        x = sprintf("You supplied %s.", format_value(unclass(x))),
+        i = "Make initializers with initializer_*() or pass a Keras name such as \"glorot_uniform\"."),
+      subclass, call = call
+    )
+  }
+  if (!is.list(x) || !is.character(x$class_name) || length(x$class_name) != 1L || is.na(x$class_name)) {
+    fail("it needs a `class_name` string", "type")
+  }
+  known <- c("Zeros", "Ones", "Constant", "RandomUniform", "RandomNormal", "TruncatedNormal",
+             variance_scaling_classes)
+  if (!x$class_name %in% known) fail(sprintf("unknown class_name %s", format_value(x$class_name)))
+  cfg <- x$config
+  if (!is.list(cfg) || is.object(cfg)) fail("its `config` must be a list", "type")
+  field <- function(name) sprintf("%s$config$%s", arg, name)
+  number <- function(name) cfg[[name]] <<- check_number(cfg[[name]], arg = field(name), call = call)
+  switch(x$class_name,
+    Constant = number("value"),
+    RandomUniform = {
+      number("minval")
+      number("maxval")
+      if (cfg$minval > cfg$maxval) fail("`minval` exceeds `maxval`")
+    },
+    RandomNormal = ,
+    TruncatedNormal = {
+      number("mean")
+      number("stddev")
+      if (cfg$stddev < 0) fail("`stddev` is negative")
+    },
+    Zeros = ,
+    Ones = NULL,
+    VarianceScaling = {
+      number("scale")
+      if (cfg$scale <= 0) fail("`scale` is not positive")
+      cfg$mode <- check_choice(cfg$mode, c("fan_in", "fan_out", "fan_avg"), arg = field("mode"), call = call)
+      cfg$distribution <- check_choice(cfg$distribution, c("truncated_normal", "untruncated_normal", "uniform"),
+                                       arg = field("distribution"), call = call)
+    },
+    NULL  # the named variance-scaling presets have only a seed
+  )
+  if (x$class_name %in% c("RandomUniform", "RandomNormal", "TruncatedNormal", variance_scaling_classes)) {
+    cfg["seed"] <- list(check_seed(cfg$seed, arg = field("seed"), call = call))
+  }
+  new_initializer(x$class_name, cfg)
 }
 
 # Keras 3's compute_fans().
@@ -198,12 +257,18 @@ truncated_normal <- function(n, mean, stddev) {
 #' @rdname initializers
 #' @export
 initializer_draw <- function(initializer, shape) {
-  init <- resolve_initializer(initializer)
-  dims <- check_shape_arg(shape)
-  if (is.function(init)) return(draw_from_function(init, dims))
+  draw_initializer(initializer, shape, "initializer", rlang::current_env())
+}
+
+# initializer_draw() for callers whose argument has another name (a layer's
+# `depthwise_initializer`), so that errors name it.
+draw_initializer <- function(initializer, shape, arg, call) {
+  init <- resolve_initializer(initializer, arg = arg, call = call)
+  dims <- check_shape_arg(shape, call = call)
+  if (is.function(init)) return(draw_from_function(init, dims, arg = arg, call = call))
   cfg <- init$config
   n <- prod(dims)
-  values <- with_seed(cfg$seed, switch(init$class_name,
+  values <- with_seed(check_seed(cfg$seed), switch(init$class_name,
     Zeros = rep(0, n),
     Ones = rep(1, n),
     Constant = rep(cfg$value, n),
@@ -212,7 +277,7 @@ initializer_draw <- function(initializer, shape) {
     TruncatedNormal = truncated_normal(n, cfg$mean, cfg$stddev),
     draw_variance_scaling(n, dims, c(variance_scaling_presets[[init$class_name]], cfg))
   ))
-  array(values, dims)
+  as_array(values, dims)
 }
 
 draw_variance_scaling <- function(n, dims, cfg) {
@@ -230,17 +295,19 @@ draw_variance_scaling <- function(n, dims, cfg) {
   )
 }
 
-draw_from_function <- function(fn, dims, call = rlang::caller_env()) {
+draw_from_function <- function(fn, dims, arg = "initializer", call = rlang::caller_env()) {
   out <- call_user_function(fn, new_shape(dims), dtype = "float64",
-                            what = "initializer function", call = call)
+                            what = sprintf("`%s` function", arg), call = call)
   if (!(is.numeric(out) || is.logical(out)) || length(out) != prod(dims)) {
     abort_depthwise(
-      c(sprintf("The initializer function must return %s numbers (shape %s)", prod(dims), format(new_shape(dims))),
+      c(sprintf("The `%s` function must return %s numbers (shape %s)", arg, prod(dims), format(new_shape(dims))),
         x = sprintf("It returned %s.", format_value(out))),
       "shape", call = call
     )
   }
-  array(as.double(out), dims)
+  if (!is.double(out) || is.object(out)) out <- as.double(out)
+  attributes(out) <- list(dim = dims)
+  out
 }
 
 #' @export

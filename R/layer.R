@@ -39,6 +39,8 @@ layer_call <- function(state, inputs, ..., arg = "inputs", call = rlang::caller_
   }
   geometry <- output_geometry(cfg, dims, call = call)
   work <- prod(geometry$dims) * prod(cfg$kernel_size)
+  check_allocation(prod(as.numeric(geometry$dims)), sprintf("The output %s of layer \"%s\"",
+                   format_dims(geometry$dims), cfg$name), size_hint, call = call)
   y <- run_cpp(dw_forward(
     x, state$kernel, state$bias, cfg$strides, cfg$dilation_rate, padding_code(cfg$padding),
     cfg$data_format == "channels_first", state$activation$code, threads_for_work(work), FALSE
@@ -99,7 +101,10 @@ layer_losses <- function(state, call = rlang::caller_env()) {
 
 # Runs a C++ entry point, turning any error it raises into a classed one.
 run_cpp <- function(expr, call = rlang::caller_env()) {
+  # A classed error from evaluating the arguments (such as a bad thread
+  # setting) keeps its class; anything else is a C++ (internal) error.
   tryCatch(expr, error = function(e) {
+    if (inherits(e, "depthwise_error")) stop(e)
     msg <- conditionMessage(e)
     too_big <- grepl("cannot allocate|exceeds R's|size overflow|maximum vector length", msg)
     abort_depthwise(
@@ -175,8 +180,12 @@ build_layer <- function(state, dims, call = rlang::caller_env()) {
   }
   output_geometry(cfg, dims, call = call)
   kernel_dims <- c(cfg$kernel_size, channels, cfg$depth_multiplier)
-  state$kernel <- initializer_draw(cfg$depthwise_initializer, kernel_dims)
-  state$bias <- if (cfg$use_bias) initializer_draw(cfg$bias_initializer, channels * cfg$depth_multiplier)
+  check_allocation(prod(as.numeric(kernel_dims)), sprintf("The depthwise kernel %s of layer \"%s\"",
+                   format_dims(kernel_dims), cfg$name), size_hint, call = call)
+  state$kernel <- draw_initializer(cfg$depthwise_initializer, kernel_dims, "depthwise_initializer", call)
+  state$bias <- if (cfg$use_bias) {
+    draw_initializer(cfg$bias_initializer, channels * cfg$depth_multiplier, "bias_initializer", call)
+  }
   state$build_input_shape <- new_shape(dims)
   state$built <- TRUE
   invisible(state)
@@ -335,7 +344,13 @@ keep_last_output <- function(layer, keep = TRUE) {
 }
 
 #' @export
-`[[.depthwise_layer` <- function(x, i) `$.depthwise_layer`(x, i)
+`[[.depthwise_layer` <- function(x, i) {
+  if (!is.character(i) || length(i) != 1L || is.na(i)) {
+    abort_depthwise(c("`i` must be a single field name, as in `layer[[\"kernel\"]]`",
+                      x = sprintf("You supplied %s.", format_value(i))), "type")
+  }
+  `$.depthwise_layer`(x, i)
+}
 
 # Only `trainable` can be changed on a layer, as in Keras (the rest is fixed
 # at construction).

@@ -20,8 +20,8 @@
 #' random_normal(c(2, 3), seed = 1)
 random_uniform <- function(shape, minval = 0, maxval = 1, dtype = NULL, seed = NULL) {
   dims <- check_shape_arg(shape)
-  check_number(minval)
-  check_number(maxval)
+  minval <- check_number(minval)
+  maxval <- check_number(maxval)
   if (minval > maxval) {
     abort_depthwise(
       c("`minval` must not exceed `maxval`", x = sprintf("You supplied minval = %s, maxval = %s.", minval, maxval)),
@@ -30,21 +30,27 @@ random_uniform <- function(shape, minval = 0, maxval = 1, dtype = NULL, seed = N
   }
   check_dtype(dtype)
   seed <- check_seed(seed)
-  with_seed(seed, array(stats::runif(prod(dims), minval, maxval), dims))
+  with_seed(seed, as_array(stats::runif(prod(dims), minval, maxval), dims))
 }
 
 #' @rdname random_uniform
 #' @export
 random_normal <- function(shape, mean = 0, stddev = 1, dtype = NULL, seed = NULL) {
   dims <- check_shape_arg(shape)
-  check_number(mean)
-  check_number(stddev)
+  mean <- check_number(mean)
+  stddev <- check_number(stddev)
   if (stddev < 0) {
     abort_depthwise(c("`stddev` must be non-negative", x = sprintf("You supplied %s.", stddev)), "value")
   }
   check_dtype(dtype)
   seed <- check_seed(seed)
-  with_seed(seed, array(stats::rnorm(prod(dims), mean, stddev), dims))
+  with_seed(seed, as_array(stats::rnorm(prod(dims), mean, stddev), dims))
+}
+
+# Gives a freshly made vector its dims in place; array() would copy it.
+as_array <- function(values, dims) {
+  dim(values) <- dims
+  values
 }
 
 check_shape_arg <- function(shape, arg = rlang::caller_arg(shape), call = rlang::caller_env()) {
@@ -56,13 +62,8 @@ check_shape_arg <- function(shape, arg = rlang::caller_arg(shape), call = rlang:
       "value", call = call
     )
   }
-  if (prod(as.numeric(dims)) > 2^52) {
-    abort_depthwise(
-      c(sprintf("`%s` describes more elements than R can hold", arg),
-        x = sprintf("You supplied %s.", format(new_shape(dims)))),
-      "size", call = call
-    )
-  }
+  check_allocation(prod(as.numeric(dims)), sprintf("An array of shape %s", format_dims(dims)),
+                   call = call)
   dims
 }
 
@@ -73,7 +74,9 @@ check_number <- function(x, arg = rlang::caller_arg(x), call = rlang::caller_env
       if (is.numeric(x)) "value" else "type", call = call
     )
   }
-  x
+  # A plain double: a 1x1 matrix or a classed number would otherwise carry
+  # its attributes into the arithmetic (with warnings, or a classed result).
+  as.double(unclass(x))
 }
 
 check_dtype <- function(dtype, arg = rlang::caller_arg(dtype), call = rlang::caller_env()) {

@@ -25,8 +25,9 @@ shape <- function(...) {
 shape_values <- function(v, call = rlang::caller_env(2)) {
   if (is.null(v)) return(NA_integer_)
   if (is.list(v)) return(unlist(lapply(v, shape_values, call = call), use.names = FALSE))
+  # NA means unknown; NaN is a failed computation, not an unknown size.
   ok <- (is.numeric(v) || is.logical(v) && all(is.na(v))) &&
-    all(is.na(v) | (is.finite(v) & v == trunc(v) & v >= 0 & v <= .Machine$integer.max))
+    all((is.na(v) & !is.nan(v)) | (is.finite(v) & v == trunc(v) & v >= 0 & v <= .Machine$integer.max))
   if (!ok) {
     abort_depthwise(
       c("Shape sizes must be non-negative whole numbers or NA",
@@ -75,6 +76,11 @@ as_dims <- function(x, arg = rlang::caller_arg(x), call = rlang::caller_env()) {
 }
 
 # Human form used in messages: (4, 10, 10, 12), like Keras' tuples.
+# Long shapes are shortened so that a message stays readable.
 format_dims <- function(dims) {
-  paste0("(", paste(ifelse(is.na(dims), "None", dims), collapse = ", "), ")")
+  text <- ifelse(is.na(dims), "None", dims)
+  if (length(text) > 12L) {
+    text <- c(text[1:5], sprintf("... (%d sizes) ...", length(text)), text[length(text) - 4:0])
+  }
+  paste0("(", paste(text, collapse = ", "), ")")
 }

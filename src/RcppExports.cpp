@@ -16,56 +16,52 @@ Rcpp::CharacterVector dw_activation_names();
 RcppExport SEXP _depthwise_dw_activation_names() {
 BEGIN_RCPP
     Rcpp::RObject rcpp_result_gen;
-    Rcpp::RNGScope rcpp_rngScope_gen;
     rcpp_result_gen = Rcpp::wrap(dw_activation_names());
     return rcpp_result_gen;
 END_RCPP
 }
 // dw_output_geometry
-Rcpp::NumericVector dw_output_geometry(SEXP in_dims, SEXP kernel_size, SEXP strides, SEXP dilation, int padding, SEXP multiplier, bool channels_first);
+Rcpp::NumericVector dw_output_geometry(SEXP in_dims, SEXP kernel_size, SEXP strides, SEXP dilation, SEXP padding, SEXP multiplier, SEXP channels_first);
 RcppExport SEXP _depthwise_dw_output_geometry(SEXP in_dimsSEXP, SEXP kernel_sizeSEXP, SEXP stridesSEXP, SEXP dilationSEXP, SEXP paddingSEXP, SEXP multiplierSEXP, SEXP channels_firstSEXP) {
 BEGIN_RCPP
     Rcpp::RObject rcpp_result_gen;
-    Rcpp::RNGScope rcpp_rngScope_gen;
     Rcpp::traits::input_parameter< SEXP >::type in_dims(in_dimsSEXP);
     Rcpp::traits::input_parameter< SEXP >::type kernel_size(kernel_sizeSEXP);
     Rcpp::traits::input_parameter< SEXP >::type strides(stridesSEXP);
     Rcpp::traits::input_parameter< SEXP >::type dilation(dilationSEXP);
-    Rcpp::traits::input_parameter< int >::type padding(paddingSEXP);
+    Rcpp::traits::input_parameter< SEXP >::type padding(paddingSEXP);
     Rcpp::traits::input_parameter< SEXP >::type multiplier(multiplierSEXP);
-    Rcpp::traits::input_parameter< bool >::type channels_first(channels_firstSEXP);
+    Rcpp::traits::input_parameter< SEXP >::type channels_first(channels_firstSEXP);
     rcpp_result_gen = Rcpp::wrap(dw_output_geometry(in_dims, kernel_size, strides, dilation, padding, multiplier, channels_first));
     return rcpp_result_gen;
 END_RCPP
 }
 // dw_forward
-SEXP dw_forward(SEXP x, SEXP kernel, SEXP bias, SEXP strides, SEXP dilation, int padding, bool channels_first, int activation, int threads, bool reference);
+SEXP dw_forward(SEXP x, SEXP kernel, SEXP bias, SEXP strides, SEXP dilation, SEXP padding, SEXP channels_first, SEXP activation, SEXP threads, SEXP reference);
 RcppExport SEXP _depthwise_dw_forward(SEXP xSEXP, SEXP kernelSEXP, SEXP biasSEXP, SEXP stridesSEXP, SEXP dilationSEXP, SEXP paddingSEXP, SEXP channels_firstSEXP, SEXP activationSEXP, SEXP threadsSEXP, SEXP referenceSEXP) {
 BEGIN_RCPP
     Rcpp::RObject rcpp_result_gen;
-    Rcpp::RNGScope rcpp_rngScope_gen;
     Rcpp::traits::input_parameter< SEXP >::type x(xSEXP);
     Rcpp::traits::input_parameter< SEXP >::type kernel(kernelSEXP);
     Rcpp::traits::input_parameter< SEXP >::type bias(biasSEXP);
     Rcpp::traits::input_parameter< SEXP >::type strides(stridesSEXP);
     Rcpp::traits::input_parameter< SEXP >::type dilation(dilationSEXP);
-    Rcpp::traits::input_parameter< int >::type padding(paddingSEXP);
-    Rcpp::traits::input_parameter< bool >::type channels_first(channels_firstSEXP);
-    Rcpp::traits::input_parameter< int >::type activation(activationSEXP);
-    Rcpp::traits::input_parameter< int >::type threads(threadsSEXP);
-    Rcpp::traits::input_parameter< bool >::type reference(referenceSEXP);
+    Rcpp::traits::input_parameter< SEXP >::type padding(paddingSEXP);
+    Rcpp::traits::input_parameter< SEXP >::type channels_first(channels_firstSEXP);
+    Rcpp::traits::input_parameter< SEXP >::type activation(activationSEXP);
+    Rcpp::traits::input_parameter< SEXP >::type threads(threadsSEXP);
+    Rcpp::traits::input_parameter< SEXP >::type reference(referenceSEXP);
     rcpp_result_gen = Rcpp::wrap(dw_forward(x, kernel, bias, strides, dilation, padding, channels_first, activation, threads, reference));
     return rcpp_result_gen;
 END_RCPP
 }
 // dw_activate
-Rcpp::NumericVector dw_activate(Rcpp::NumericVector x, int activation);
+Rcpp::NumericVector dw_activate(SEXP x, SEXP activation);
 RcppExport SEXP _depthwise_dw_activate(SEXP xSEXP, SEXP activationSEXP) {
 BEGIN_RCPP
     Rcpp::RObject rcpp_result_gen;
-    Rcpp::RNGScope rcpp_rngScope_gen;
-    Rcpp::traits::input_parameter< Rcpp::NumericVector >::type x(xSEXP);
-    Rcpp::traits::input_parameter< int >::type activation(activationSEXP);
+    Rcpp::traits::input_parameter< SEXP >::type x(xSEXP);
+    Rcpp::traits::input_parameter< SEXP >::type activation(activationSEXP);
     rcpp_result_gen = Rcpp::wrap(dw_activate(x, activation));
     return rcpp_result_gen;
 END_RCPP
@@ -75,7 +71,6 @@ int dw_max_threads();
 RcppExport SEXP _depthwise_dw_max_threads() {
 BEGIN_RCPP
     Rcpp::RObject rcpp_result_gen;
-    Rcpp::RNGScope rcpp_rngScope_gen;
     rcpp_result_gen = Rcpp::wrap(dw_max_threads());
     return rcpp_result_gen;
 END_RCPP

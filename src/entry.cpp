@@ -5,6 +5,8 @@
 
 #include <algorithm>
 #include <climits>
+#include <cmath>
+#include <string>
 #include <vector>
 
 #ifdef _OPENMP
@@ -26,6 +28,54 @@ Activation activation_from(int code) {
   if (code < 0 || code >= static_cast<int>(Activation::count))
     throw geometry_error("unknown activation code");
   return static_cast<Activation>(code);
+}
+
+// Scalar arguments arrive as SEXP, not int/bool, because Rcpp's own
+// conversion casts an out-of-range double to int (undefined behaviour) and
+// reads NA as TRUE. These accept one non-NA logical, integer or double value.
+double scalar_number(SEXP v, const std::string& what) {
+  if (Rf_xlength(v) != 1) throw geometry_error(what + " must be a single value");
+  switch (TYPEOF(v)) {
+    case LGLSXP:
+      if (LOGICAL(v)[0] == NA_LOGICAL) break;
+      return LOGICAL(v)[0];
+    case INTSXP:
+      if (INTEGER(v)[0] == NA_INTEGER) break;
+      return INTEGER(v)[0];
+    case REALSXP:
+      if (std::isnan(REAL(v)[0])) break;
+      return REAL(v)[0];
+    default:
+      throw geometry_error(what + " must be numeric or logical");
+  }
+  throw geometry_error(what + " is NA");
+}
+
+int int_arg(SEXP v, const std::string& what, int lo, int hi) {
+  const double d = scalar_number(v, what);
+  if (!(d >= lo && d <= hi) || d != std::floor(d))
+    throw geometry_error(what + " must be a whole number from " + std::to_string(lo) + " to " +
+                         std::to_string(hi));
+  return static_cast<int>(d);
+}
+
+bool flag_arg(SEXP v, const std::string& what) {
+  const double d = scalar_number(v, what);
+  if (d != 0 && d != 1) throw geometry_error(what + " must be TRUE or FALSE");
+  return d != 0;
+}
+
+// Never start more threads than the OpenMP limits and the processors allow:
+// asking libgomp for, say, 100000 threads crashes the process.
+int usable_threads(int requested) {
+#ifdef _OPENMP
+  const int cap = std::max(1, std::min({omp_get_thread_limit(), omp_get_max_threads(),
+                                        omp_get_num_procs()}));
+  return std::min(requested, cap);
+#else
+  (void)requested;
+  return 1;
+#endif
 }
 
 // R integer/double vector of whole numbers -> index_t, with a bound check.
@@ -95,7 +145,7 @@ void run_fast(const Problem& p, int threads) {
 }  // namespace
 
 // Names of the activations the kernels know, in code order (code = position - 1).
-// [[Rcpp::export]]
+// [[Rcpp::export(rng = false)]]
 Rcpp::CharacterVector dw_activation_names() {
   const char* const* names = activation_names();
   Rcpp::CharacterVector out(static_cast<int>(Activation::count));
@@ -104,14 +154,15 @@ Rcpp::CharacterVector dw_activation_names() {
 }
 
 // Output dims and paddings: c(dims[4], pad_top, pad_bottom, pad_left, pad_right).
-// [[Rcpp::export]]
+// [[Rcpp::export(rng = false)]]
 Rcpp::NumericVector dw_output_geometry(SEXP in_dims, SEXP kernel_size, SEXP strides,
-                                       SEXP dilation, int padding, SEXP multiplier,
-                                       bool channels_first) {
+                                       SEXP dilation, SEXP padding, SEXP multiplier,
+                                       SEXP channels_first) {
   if (Rf_xlength(multiplier) != 1) throw geometry_error("depth_multiplier must be one number");
   const Geometry g = geometry_from(in_dims, pair_from(kernel_size, "kernel_size"), strides,
-                                   dilation, padding, whole_at(multiplier, 0, "depth_multiplier"),
-                                   channels_first);
+                                   dilation, int_arg(padding, "padding", 0, 1),
+                                   whole_at(multiplier, 0, "depth_multiplier"),
+                                   flag_arg(channels_first, "channels_first"));
   index_t dims[4];
   g.out_dims(dims);
   Rcpp::NumericVector out(8);
@@ -125,9 +176,16 @@ Rcpp::NumericVector dw_output_geometry(SEXP in_dims, SEXP kernel_size, SEXP stri
 
 // The forward pass. `x` is a double array whose dim() is in the data format's
 // order; `kernel` a double array (kh, kw, C, M); `bias` NULL or double C * M.
-// [[Rcpp::export]]
-SEXP dw_forward(SEXP x, SEXP kernel, SEXP bias, SEXP strides, SEXP dilation, int padding,
-                bool channels_first, int activation, int threads, bool reference) {
+// [[Rcpp::export(rng = false)]]
+SEXP dw_forward(SEXP x, SEXP kernel, SEXP bias, SEXP strides, SEXP dilation, SEXP padding,
+                SEXP channels_first, SEXP activation, SEXP threads, SEXP reference) {
+  // Scalars first, so that nothing is allocated for a call that will fail.
+  const int padding_code = int_arg(padding, "padding", 0, 1);
+  const bool first = flag_arg(channels_first, "channels_first");
+  const Activation act = activation_from(
+      int_arg(activation, "activation", 0, static_cast<int>(Activation::count) - 1));
+  const int n_threads = usable_threads(int_arg(threads, "threads", 1, INT_MAX));
+  const bool use_reference = flag_arg(reference, "reference");
   if (TYPEOF(x) != REALSXP || TYPEOF(kernel) != REALSXP)
     throw geometry_error("input and kernel must be double");
   if (bias != R_NilValue && TYPEOF(bias) != REALSXP) throw geometry_error("bias must be double");
@@ -135,8 +193,8 @@ SEXP dw_forward(SEXP x, SEXP kernel, SEXP bias, SEXP strides, SEXP dilation, int
   if (TYPEOF(kdims) != INTSXP || Rf_xlength(kdims) != 4) throw geometry_error("kernel must have 4 dimensions");
   SEXP xdims = Rf_getAttrib(x, R_DimSymbol);
   const int* kd = INTEGER(kdims);
-  const Geometry g = geometry_from(xdims, {kd[0], kd[1]}, strides, dilation, padding, kd[3],
-                                   channels_first);
+  const Geometry g = geometry_from(xdims, {kd[0], kd[1]}, strides, dilation, padding_code, kd[3],
+                                   first);
   if (kd[2] != g.channels)
     throw geometry_error("kernel channels do not match the input's channels");
   if (Rf_xlength(x) != g.in_size()) throw geometry_error("input length does not match its dim");
@@ -147,7 +205,14 @@ SEXP dw_forward(SEXP x, SEXP kernel, SEXP bias, SEXP strides, SEXP dilation, int
   g.out_dims(dims);
   for (int k = 0; k < 4; ++k)
     if (dims[k] > INT_MAX) throw geometry_error("an output dimension exceeds R's limit of 2^31 - 1");
-  if (threads < 1) throw geometry_error("threads must be positive");
+
+  // Read-only pointers: REAL() on an ALTREP wrapper (what attributes<- makes
+  // of an array with dimnames) would copy the whole input first. Expanding a
+  // compact ALTREP sequence still allocates and can raise an R error, so this
+  // comes before the output exists, where such an error leaks nothing.
+  const double* input = REAL_RO(x);
+  const double* weights = REAL_RO(kernel);
+  const double* bias_values = bias == R_NilValue ? nullptr : REAL_RO(bias);
 
   Rcpp::NumericVector out(Rcpp::no_init(static_cast<R_xlen_t>(g.out_size())));
   Rcpp::IntegerVector out_dim(4);
@@ -157,15 +222,15 @@ SEXP dw_forward(SEXP x, SEXP kernel, SEXP bias, SEXP strides, SEXP dilation, int
 
   Problem p;
   p.geometry = g;
-  p.input = REAL(x);
-  p.kernel = REAL(kernel);
-  p.bias = bias == R_NilValue ? nullptr : REAL(bias);
+  p.input = input;
+  p.kernel = weights;
+  p.bias = bias_values;
   p.output = out.begin();
-  p.activation = activation_from(activation);
-  if (reference) {
+  p.activation = act;
+  if (use_reference) {
     forward_reference(p);
   } else {
-    run_fast(p, threads);
+    run_fast(p, n_threads);
   }
   activate_last_axis(p.activation, p.output, dims);
   return out;
@@ -173,10 +238,12 @@ SEXP dw_forward(SEXP x, SEXP kernel, SEXP bias, SEXP strides, SEXP dilation, int
 
 // Applies one of the kernels' activations to a double array (used by tests
 // and by R-level code that needs the same function without a convolution).
-// [[Rcpp::export]]
-Rcpp::NumericVector dw_activate(Rcpp::NumericVector x, int activation) {
-  const Activation a = activation_from(activation);
-  Rcpp::NumericVector out = Rcpp::clone(x);
+// [[Rcpp::export(rng = false)]]
+Rcpp::NumericVector dw_activate(SEXP x, SEXP activation) {
+  const Activation a = activation_from(
+      int_arg(activation, "activation", 0, static_cast<int>(Activation::count) - 1));
+  if (TYPEOF(x) != REALSXP) throw geometry_error("x must be a double vector");
+  Rcpp::NumericVector out = Rcpp::clone(Rcpp::NumericVector(x));
   if (is_axis_activation(a)) {
     SEXP d = Rf_getAttrib(x, R_DimSymbol);
     index_t dims[4] = {1, 1, 1, Rf_xlength(x)};
@@ -190,7 +257,7 @@ Rcpp::NumericVector dw_activate(Rcpp::NumericVector x, int activation) {
 }
 
 // Threads the OpenMP runtime would allow (1 when built without OpenMP).
-// [[Rcpp::export]]
+// [[Rcpp::export(rng = false)]]
 int dw_max_threads() {
 #ifdef _OPENMP
   return std::max(1, std::min(omp_get_thread_limit(), omp_get_max_threads()));
