@@ -2,22 +2,34 @@
 # Generator token: 10BE3573-1514-4C36-9D1C-5A225CD40393
 
 dw_activation_names <- function() {
-    .Call('_depthwise_dw_activation_names', PACKAGE = 'depthwise')
+    .Call(`_depthwise_dw_activation_names`)
 }
 
 dw_output_geometry <- function(in_dims, kernel_size, strides, dilation, padding, multiplier, channels_first) {
-    .Call('_depthwise_dw_output_geometry', PACKAGE = 'depthwise', in_dims, kernel_size, strides, dilation, padding, multiplier, channels_first)
+    .Call(`_depthwise_dw_output_geometry`, in_dims, kernel_size, strides, dilation, padding, multiplier, channels_first)
 }
 
 dw_forward <- function(x, kernel, bias, strides, dilation, padding, channels_first, activation, threads, reference) {
-    .Call('_depthwise_dw_forward', PACKAGE = 'depthwise', x, kernel, bias, strides, dilation, padding, channels_first, activation, threads, reference)
+    .Call(`_depthwise_dw_forward`, x, kernel, bias, strides, dilation, padding, channels_first, activation, threads, reference)
 }
 
 dw_activate <- function(x, activation) {
-    .Call('_depthwise_dw_activate', PACKAGE = 'depthwise', x, activation)
+    .Call(`_depthwise_dw_activate`, x, activation)
 }
 
 dw_max_threads <- function() {
-    .Call('_depthwise_dw_max_threads', PACKAGE = 'depthwise')
+    .Call(`_depthwise_dw_max_threads`)
+}
+
+dw_isa <- function() {
+    .Call(`_depthwise_dw_isa`)
+}
+
+dw_set_isa <- function(name) {
+    .Call(`_depthwise_dw_set_isa`, name)
+}
+
+dw_output_cache <- function(release = FALSE, cap_bytes = NULL) {
+    .Call(`_depthwise_dw_output_cache`, release, cap_bytes)
 }
 
