@@ -16,7 +16,6 @@ Rcpp::CharacterVector dw_activation_names();
 RcppExport SEXP _depthwise_dw_activation_names() {
 BEGIN_RCPP
     Rcpp::RObject rcpp_result_gen;
-    Rcpp::RNGScope rcpp_rngScope_gen;
     rcpp_result_gen = Rcpp::wrap(dw_activation_names());
     return rcpp_result_gen;
 END_RCPP
@@ -26,7 +25,6 @@ Rcpp::NumericVector dw_output_geometry(SEXP in_dims, SEXP kernel_size, SEXP stri
 RcppExport SEXP _depthwise_dw_output_geometry(SEXP in_dimsSEXP, SEXP kernel_sizeSEXP, SEXP stridesSEXP, SEXP dilationSEXP, SEXP paddingSEXP, SEXP multiplierSEXP, SEXP channels_firstSEXP) {
 BEGIN_RCPP
     Rcpp::RObject rcpp_result_gen;
-    Rcpp::RNGScope rcpp_rngScope_gen;
     Rcpp::traits::input_parameter< SEXP >::type in_dims(in_dimsSEXP);
     Rcpp::traits::input_parameter< SEXP >::type kernel_size(kernel_sizeSEXP);
     Rcpp::traits::input_parameter< SEXP >::type strides(stridesSEXP);
@@ -43,7 +41,6 @@ SEXP dw_forward(SEXP x, SEXP kernel, SEXP bias, SEXP strides, SEXP dilation, int
 RcppExport SEXP _depthwise_dw_forward(SEXP xSEXP, SEXP kernelSEXP, SEXP biasSEXP, SEXP stridesSEXP, SEXP dilationSEXP, SEXP paddingSEXP, SEXP channels_firstSEXP, SEXP activationSEXP, SEXP threadsSEXP, SEXP referenceSEXP) {
 BEGIN_RCPP
     Rcpp::RObject rcpp_result_gen;
-    Rcpp::RNGScope rcpp_rngScope_gen;
     Rcpp::traits::input_parameter< SEXP >::type x(xSEXP);
     Rcpp::traits::input_parameter< SEXP >::type kernel(kernelSEXP);
     Rcpp::traits::input_parameter< SEXP >::type bias(biasSEXP);
@@ -63,7 +60,6 @@ Rcpp::NumericVector dw_activate(Rcpp::NumericVector x, int activation);
 RcppExport SEXP _depthwise_dw_activate(SEXP xSEXP, SEXP activationSEXP) {
 BEGIN_RCPP
     Rcpp::RObject rcpp_result_gen;
-    Rcpp::RNGScope rcpp_rngScope_gen;
     Rcpp::traits::input_parameter< Rcpp::NumericVector >::type x(xSEXP);
     Rcpp::traits::input_parameter< int >::type activation(activationSEXP);
     rcpp_result_gen = Rcpp::wrap(dw_activate(x, activation));
@@ -75,7 +71,6 @@ int dw_max_threads();
 RcppExport SEXP _depthwise_dw_max_threads() {
 BEGIN_RCPP
     Rcpp::RObject rcpp_result_gen;
-    Rcpp::RNGScope rcpp_rngScope_gen;
     rcpp_result_gen = Rcpp::wrap(dw_max_threads());
     return rcpp_result_gen;
 END_RCPP
@@ -85,7 +80,6 @@ Rcpp::CharacterVector dw_isa();
 RcppExport SEXP _depthwise_dw_isa() {
 BEGIN_RCPP
     Rcpp::RObject rcpp_result_gen;
-    Rcpp::RNGScope rcpp_rngScope_gen;
     rcpp_result_gen = Rcpp::wrap(dw_isa());
     return rcpp_result_gen;
 END_RCPP
@@ -95,7 +89,6 @@ std::string dw_set_isa(std::string name);
 RcppExport SEXP _depthwise_dw_set_isa(SEXP nameSEXP) {
 BEGIN_RCPP
     Rcpp::RObject rcpp_result_gen;
-    Rcpp::RNGScope rcpp_rngScope_gen;
     Rcpp::traits::input_parameter< std::string >::type name(nameSEXP);
     rcpp_result_gen = Rcpp::wrap(dw_set_isa(name));
     return rcpp_result_gen;
@@ -106,7 +99,6 @@ Rcpp::NumericVector dw_output_cache(bool release, SEXP cap_bytes);
 RcppExport SEXP _depthwise_dw_output_cache(SEXP releaseSEXP, SEXP cap_bytesSEXP) {
 BEGIN_RCPP
     Rcpp::RObject rcpp_result_gen;
-    Rcpp::RNGScope rcpp_rngScope_gen;
     Rcpp::traits::input_parameter< bool >::type release(releaseSEXP);
     Rcpp::traits::input_parameter< SEXP >::type cap_bytes(cap_bytesSEXP);
     rcpp_result_gen = Rcpp::wrap(dw_output_cache(release, cap_bytes));

@@ -110,7 +110,7 @@ void run_fast(const Problem& p, int threads) {
 }  // namespace
 
 // Names of the activations the kernels know, in code order (code = position - 1).
-// [[Rcpp::export]]
+// [[Rcpp::export(rng = false)]]
 Rcpp::CharacterVector dw_activation_names() {
   const char* const* names = activation_names();
   Rcpp::CharacterVector out(static_cast<int>(Activation::count));
@@ -119,7 +119,7 @@ Rcpp::CharacterVector dw_activation_names() {
 }
 
 // Output dims and paddings: c(dims[4], pad_top, pad_bottom, pad_left, pad_right).
-// [[Rcpp::export]]
+// [[Rcpp::export(rng = false)]]
 Rcpp::NumericVector dw_output_geometry(SEXP in_dims, SEXP kernel_size, SEXP strides,
                                        SEXP dilation, int padding, SEXP multiplier,
                                        bool channels_first) {
@@ -140,7 +140,7 @@ Rcpp::NumericVector dw_output_geometry(SEXP in_dims, SEXP kernel_size, SEXP stri
 
 // The forward pass. `x` is a double array whose dim() is in the data format's
 // order; `kernel` a double array (kh, kw, C, M); `bias` NULL or double C * M.
-// [[Rcpp::export]]
+// [[Rcpp::export(rng = false)]]
 SEXP dw_forward(SEXP x, SEXP kernel, SEXP bias, SEXP strides, SEXP dilation, int padding,
                 bool channels_first, int activation, int threads, bool reference) {
   if (TYPEOF(x) != REALSXP || TYPEOF(kernel) != REALSXP)
@@ -189,7 +189,7 @@ SEXP dw_forward(SEXP x, SEXP kernel, SEXP bias, SEXP strides, SEXP dilation, int
 
 // Applies one of the kernels' activations to a double array (used by tests
 // and by R-level code that needs the same function without a convolution).
-// [[Rcpp::export]]
+// [[Rcpp::export(rng = false)]]
 Rcpp::NumericVector dw_activate(Rcpp::NumericVector x, int activation) {
   const Activation a = activation_from(activation);
   Rcpp::NumericVector out = Rcpp::clone(x);
@@ -206,7 +206,7 @@ Rcpp::NumericVector dw_activate(Rcpp::NumericVector x, int activation) {
 }
 
 // Threads the OpenMP runtime would allow (1 when built without OpenMP).
-// [[Rcpp::export]]
+// [[Rcpp::export(rng = false)]]
 int dw_max_threads() {
 #ifdef _OPENMP
   return std::max(1, std::min(omp_get_thread_limit(), omp_get_max_threads()));
@@ -216,7 +216,7 @@ int dw_max_threads() {
 }
 
 // Instruction set of the fast kernels: c(active = , detected = ).
-// [[Rcpp::export]]
+// [[Rcpp::export(rng = false)]]
 Rcpp::CharacterVector dw_isa() {
   Rcpp::CharacterVector out = Rcpp::CharacterVector::create(
       Rcpp::Named("active") = isa_name(active_isa()),
@@ -227,7 +227,7 @@ Rcpp::CharacterVector dw_isa() {
 // Lowers the fast kernels' instruction set ("baseline", "avx2", "avx512";
 // clamped to what the CPU has) and returns the previous one. For tests and
 // benchmarks of the dispatch paths.
-// [[Rcpp::export]]
+// [[Rcpp::export(rng = false)]]
 std::string dw_set_isa(std::string name) {
   Isa want = Isa::base;
   if (name == "avx512") want = Isa::avx512;
@@ -239,7 +239,7 @@ std::string dw_set_isa(std::string name) {
 // The output allocator's cache (see output_alloc.h): bytes and blocks cached
 // and alive, hits and misses, the cap. `release = TRUE` first gives every
 // cached block back to the OS; a non-NULL `cap_bytes` sets the cap.
-// [[Rcpp::export]]
+// [[Rcpp::export(rng = false)]]
 Rcpp::NumericVector dw_output_cache(bool release = false, SEXP cap_bytes = R_NilValue) {
   if (release) release_output_cache();
   if (cap_bytes != R_NilValue) set_output_cache_cap(Rcpp::as<double>(cap_bytes));

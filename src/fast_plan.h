@@ -12,10 +12,12 @@
 //  - channels_first x[n, c, h, w]: every pixel is a contiguous block of
 //    N*C values. The kernel vectorises across that block (lanes = output
 //    channels with the batch folded in) and register-blocks several output
-//    rows. Per group of lanes the input is first packed, zero padded, into
-//    a small ring of columns that stays in L1.
+//    rows. Per output tile and group of lanes the input region is first
+//    packed, zero padded, into a small buffer that stays in L1; the lane
+//    groups of a tile run one after the other, so the tile's input lines
+//    are fetched from memory about once.
 // A unit is (output plane, band of output columns) for channels_last and
-// (group of lanes, band of output columns) for channels_first. Every output
+// (output tile, range of lane groups) for channels_first. Every output
 // element is computed by one unit, in an order that does not depend on the
 // tiling or the thread that runs it, so results are identical at any thread
 // count.
@@ -60,15 +62,20 @@ struct FastPlan {
   index_t fast_begin = 0, fast_end = 0;
 
   // channels_first
-  index_t P_in = 0, P_out = 0, lanes_groups = 0, Hp = 0;
+  index_t P_in = 0, P_out = 0, lanes_groups = 0;
+  index_t tile_rows = 0, tile_cols = 0, tiles_c = 0, tiles = 0;  // output tiles
+  index_t chunk_groups = 0, chunks = 0;                           // lane groups per unit
   std::vector<double> wpack;   // [group][kh*kw][width]
   std::vector<double> bpack;   // [group][width]
   std::vector<index_t> in_lane;   // output lane -> input lane within a pixel block
   std::vector<char> contiguous;   // per group: lanes map to consecutive input lanes
+  bool cf_direct = false;         // large pixel blocks: no packing, lane groups innermost
+  std::vector<index_t> group_in_off;  // direct: input lane of each group's first lane
 
   // both
   int width = 2;           // lanes per vector of the chosen instruction set
   int jmax = 4;            // register-blocked tile size
+  index_t span_cols = 0;   // input columns a planar tile reads (widest tile)
   index_t ring = 0;        // packed columns kept per thread
   index_t slot = 0;        // doubles per packed column
   index_t band_cols = 0, bands = 0, units = 0;

@@ -66,6 +66,11 @@ struct VecBase {
   };
   static inline mask_t make_mask(index_t lo, index_t hi) { return {lo, hi}; }
   static inline reg load_masked(const double* p, mask_t m) { return load_lanes(p, m.lo, m.hi); }
+  // Even and odd elements of p[0 .. 2 * width).
+  static inline void deinterleave(const double* p, reg& even, reg& odd) {
+    even = reg{p[0], p[2]};
+    odd = reg{p[1], p[3]};
+  }
   // relu as the reference writes it: v < 0 ? 0 : v (NaN stays NaN).
   static inline reg relu(reg v) {
     for (int l = 0; l < width; ++l) v[l] = v[l] < 0 ? 0.0 : v[l];
@@ -104,6 +109,12 @@ struct VecAvx2 {
   typedef __m256i mask_t;
   DW_AVX2_ATTR static inline mask_t make_mask(index_t lo, index_t hi) { return lane_mask(lo, hi); }
   DW_AVX2_ATTR static inline reg load_masked(const double* p, mask_t m) { return _mm256_maskload_pd(p, m); }
+  DW_AVX2_ATTR static inline void deinterleave(const double* p, reg& even, reg& odd) {
+    const reg lo = _mm256_loadu_pd(p), hi = _mm256_loadu_pd(p + 4);
+    // unpack gives (p0 p4 p2 p6) / (p1 p5 p3 p7); the permute restores order.
+    even = _mm256_permute4x64_pd(_mm256_unpacklo_pd(lo, hi), 0xD8);
+    odd = _mm256_permute4x64_pd(_mm256_unpackhi_pd(lo, hi), 0xD8);
+  }
   // max/min return their second operand when one is NaN: NaN stays NaN and
   // -0 stays -0, as in the reference (v < 0 ? 0 : v).
   DW_AVX2_ATTR static inline reg relu(reg v) { return _mm256_max_pd(_mm256_setzero_pd(), v); }
@@ -137,6 +148,11 @@ struct VecAvx512 {
   typedef __mmask8 mask_t;
   DW_AVX512_ATTR static inline mask_t make_mask(index_t lo, index_t hi) { return lane_mask(lo, hi); }
   DW_AVX512_ATTR static inline reg load_masked(const double* p, mask_t m) { return _mm256_maskz_loadu_pd(m, p); }
+  DW_AVX512_ATTR static inline void deinterleave(const double* p, reg& even, reg& odd) {
+    const reg lo = _mm256_loadu_pd(p), hi = _mm256_loadu_pd(p + 4);
+    even = _mm256_permute4x64_pd(_mm256_unpacklo_pd(lo, hi), 0xD8);
+    odd = _mm256_permute4x64_pd(_mm256_unpackhi_pd(lo, hi), 0xD8);
+  }
   DW_AVX512_ATTR static inline reg relu(reg v) { return _mm256_max_pd(_mm256_setzero_pd(), v); }
   DW_AVX512_ATTR static inline reg relu6(reg v) {
     return _mm256_min_pd(_mm256_set1_pd(6.0), _mm256_max_pd(_mm256_setzero_pd(), v));
