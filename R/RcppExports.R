@@ -21,3 +21,15 @@ dw_max_threads <- function() {
     .Call(`_depthwise_dw_max_threads`)
 }
 
+dw_isa <- function() {
+    .Call(`_depthwise_dw_isa`)
+}
+
+dw_set_isa <- function(name) {
+    .Call(`_depthwise_dw_set_isa`, name)
+}
+
+dw_output_cache <- function(release = FALSE, cap_bytes = NULL) {
+    .Call(`_depthwise_dw_output_cache`, release, cap_bytes)
+}
+

@@ -20,7 +20,7 @@ channel_axis <- function(cfg) if (cfg$data_format == "channels_first") 2L else 4
 # Calls the layer on `inputs`: validates the array, builds on the first call,
 # runs the C++ forward pass and any R-function activation.
 layer_call <- function(state, inputs, ..., arg = "inputs", call = rlang::caller_env()) {
-  check_call_dots(list(...), call = call)
+  if (...length()) check_call_dots(list(...), call = call)
   x <- as_double_array(inputs, arg = arg, call = call)
   cfg <- state$config
   dims <- dim(x)
@@ -37,18 +37,26 @@ layer_call <- function(state, inputs, ..., arg = "inputs", call = rlang::caller_
   } else {
     check_input_channels(state, dims, call = call)
   }
-  geometry <- output_geometry(cfg, dims, call = call)
-  work <- prod(geometry$dims) * prod(cfg$kernel_size)
-  check_allocation(prod(as.numeric(geometry$dims)), sprintf("The output %s of layer \"%s\"",
-                   format_dims(geometry$dims), cfg$name), size_hint, call = call)
+  # Calls on inputs of the shape seen last reuse its geometry and shapes
+  # (they cost more than the convolution itself on small inputs).
+  memo <- state$call_memo
+  if (is.null(memo) || !identical(memo$dims, dims) || !identical(memo$config, cfg)) {
+    geometry <- output_geometry(cfg, dims, call = call)
+    memo <- list(dims = dims, config = cfg, work = prod(geometry$dims) * prod(cfg$kernel_size),
+                 input_shape = new_shape(dims), output_dims = geometry$dims,
+                 output_shape = new_shape(geometry$dims))
+    check_allocation(prod(as.numeric(geometry$dims)), sprintf("The output %s of layer \"%s\"",
+                     format_dims(geometry$dims), cfg$name), size_hint, call = call)
+    state$call_memo <- memo
+  }
   y <- run_cpp(dw_forward(
     x, state$kernel, state$bias, cfg$strides, cfg$dilation_rate, padding_code(cfg$padding),
-    cfg$data_format == "channels_first", state$activation$code, threads_for_work(work), FALSE
+    cfg$data_format == "channels_first", state$activation$code, threads_for_work(memo$work), FALSE
   ), call = call)
   if (!is.null(state$activation$fn)) y <- apply_r_activation(state$activation$fn, y, call = call)
   state$activity_loss <- activity_penalty(cfg$activity_regularizer, y, call = call)
-  state$input_shape <- new_shape(dims)
-  state$output_shape <- new_shape(dim(y))
+  state$input_shape <- memo$input_shape
+  state$output_shape <- if (identical(dim(y), memo$output_dims)) memo$output_shape else new_shape(dim(y))
   if (isTRUE(state$keep_output)) state$last_output <- y
   y
 }

@@ -1,13 +1,14 @@
 #' Threads used by the convolution kernels
 #'
-#' The kernels split work across output channels with OpenMP. The thread
-#' count comes from, in order: `set_depthwise_threads()` /
-#' `options(depthwise.num_threads =)`, the environment variable
-#' `DEPTHWISE_NUM_THREADS`, else the number of physical cores. It is always
-#' capped by the OpenMP limits (`OMP_THREAD_LIMIT`, `OMP_NUM_THREADS`), by the
-#' number of cores, and at 2 while `R CMD check` runs (CRAN policy). Small
-#' problems run on one thread whatever the setting, since starting threads
-#' would cost more than it saves. Results are identical at every thread count.
+#' The kernels split work across output channels (or, for few channels,
+#' bands of output columns) with OpenMP. The thread count comes from, in
+#' order: `set_depthwise_threads()` / `options(depthwise.num_threads =)`, the
+#' environment variable `DEPTHWISE_NUM_THREADS`, else the number of physical
+#' cores. It is always capped by the OpenMP limits (`OMP_THREAD_LIMIT`,
+#' `OMP_NUM_THREADS`, read when the call is made), by the number of cores,
+#' and at 2 while `R CMD check` runs (CRAN policy). Small problems run on one
+#' thread whatever the setting, since starting threads would cost more than
+#' it saves. Results are identical at every thread count.
 #'
 #' @param n A positive whole number, or `NULL` to go back to the default.
 #' @returns `get_depthwise_threads()`: the number of threads a large call
@@ -26,9 +27,10 @@ get_depthwise_threads <- function() {
 #' @export
 set_depthwise_threads <- function(n) {
   if (!is.null(n)) n <- check_count(n)
-  old <- getOption("depthwise.num_threads")
+  # The old value is the count in effect before the change.
+  old <- getOption("depthwise.num_threads") %||% get_depthwise_threads()
   options(depthwise.num_threads = n)
-  invisible(old %||% get_depthwise_threads())
+  invisible(old)
 }
 
 requested_threads <- function() {
@@ -39,26 +41,52 @@ requested_threads <- function() {
     value <- suppressWarnings(as.numeric(env))
     return(check_count(value, arg = "DEPTHWISE_NUM_THREADS"))
   }
-  physical_cores()
+  cores()[["physical"]]
 }
 
-physical_cores <- function() {
-  n <- tryCatch(parallel::detectCores(logical = FALSE), error = function(e) NA_integer_)
-  if (is.na(n) || n < 1L) n <- tryCatch(parallel::detectCores(), error = function(e) 1L)
-  if (is.na(n) || n < 1L) 1L else as.integer(n)
+# Core counts do not change during a session; parallel::detectCores() runs
+# shell commands on some systems (milliseconds), so they are looked up once.
+core_counts <- new.env(parent = emptyenv())
+
+cores <- function() {
+  if (is.null(core_counts$value)) {
+    count <- function(logical) {
+      n <- tryCatch(parallel::detectCores(logical = logical), error = function(e) NA_integer_)
+      if (length(n) != 1L || is.na(n) || n < 1L) NA_integer_ else as.integer(n)
+    }
+    logical <- count(TRUE)
+    physical <- count(FALSE)
+    if (is.na(logical)) logical <- 1L
+    if (is.na(physical) || physical > logical) physical <- logical
+    core_counts$value <- c(physical = physical, logical = logical)
+  }
+  core_counts$value
+}
+
+# The first whole number in an OMP_* variable ("4" or a list like "4,2"),
+# or NA when unset or unreadable.
+omp_env_count <- function(name) {
+  value <- Sys.getenv(name)
+  if (!nzchar(value)) return(NA_integer_)
+  first <- suppressWarnings(as.numeric(strsplit(value, ",", fixed = TRUE)[[1]][1]))
+  if (length(first) != 1L || is.na(first) || first < 1) NA_integer_ else as.integer(first)
 }
 
 thread_cap <- function() {
-  cap <- min(dw_max_threads(), max(1L, parallel::detectCores(logical = TRUE), na.rm = TRUE))
-  if (nzchar(Sys.getenv("_R_CHECK_LIMIT_CORES_")) &&
-      !identical(toupper(Sys.getenv("_R_CHECK_LIMIT_CORES_")), "FALSE")) {
-    cap <- min(cap, 2L)
-  }
-  cap
+  # dw_max_threads(): the OpenMP runtime's limits as it read them at start-up;
+  # the OMP_* variables are read again so that changes made in the session count.
+  cap <- min(dw_max_threads(), cores()[["logical"]],
+             omp_env_count("OMP_THREAD_LIMIT"), omp_env_count("OMP_NUM_THREADS"),
+             na.rm = TRUE)
+  limit <- Sys.getenv("_R_CHECK_LIMIT_CORES_")
+  if (nzchar(limit) && !identical(toupper(limit), "FALSE")) cap <- min(cap, 2L)
+  max(1L, as.integer(cap))
 }
 
-# Below this many multiply-adds a call runs on one thread.
-parallel_work_threshold <- 2^17
+# Below this many multiply-adds a call runs on one thread: starting and
+# joining a second thread costs about as much as the work it would take
+# over (measured with bench/threads-threshold.R).
+parallel_work_threshold <- 2^18
 
 threads_for_work <- function(work) {
   if (work < parallel_work_threshold) 1L else get_depthwise_threads()

@@ -75,6 +75,36 @@ BEGIN_RCPP
     return rcpp_result_gen;
 END_RCPP
 }
+// dw_isa
+Rcpp::CharacterVector dw_isa();
+RcppExport SEXP _depthwise_dw_isa() {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    rcpp_result_gen = Rcpp::wrap(dw_isa());
+    return rcpp_result_gen;
+END_RCPP
+}
+// dw_set_isa
+std::string dw_set_isa(std::string name);
+RcppExport SEXP _depthwise_dw_set_isa(SEXP nameSEXP) {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::traits::input_parameter< std::string >::type name(nameSEXP);
+    rcpp_result_gen = Rcpp::wrap(dw_set_isa(name));
+    return rcpp_result_gen;
+END_RCPP
+}
+// dw_output_cache
+Rcpp::NumericVector dw_output_cache(bool release, SEXP cap_bytes);
+RcppExport SEXP _depthwise_dw_output_cache(SEXP releaseSEXP, SEXP cap_bytesSEXP) {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    Rcpp::traits::input_parameter< bool >::type release(releaseSEXP);
+    Rcpp::traits::input_parameter< SEXP >::type cap_bytes(cap_bytesSEXP);
+    rcpp_result_gen = Rcpp::wrap(dw_output_cache(release, cap_bytes));
+    return rcpp_result_gen;
+END_RCPP
+}
 
 static const R_CallMethodDef CallEntries[] = {
     {"_depthwise_dw_activation_names", (DL_FUNC) &_depthwise_dw_activation_names, 0},
@@ -82,6 +112,9 @@ static const R_CallMethodDef CallEntries[] = {
     {"_depthwise_dw_forward", (DL_FUNC) &_depthwise_dw_forward, 10},
     {"_depthwise_dw_activate", (DL_FUNC) &_depthwise_dw_activate, 2},
     {"_depthwise_dw_max_threads", (DL_FUNC) &_depthwise_dw_max_threads, 0},
+    {"_depthwise_dw_isa", (DL_FUNC) &_depthwise_dw_isa, 0},
+    {"_depthwise_dw_set_isa", (DL_FUNC) &_depthwise_dw_set_isa, 1},
+    {"_depthwise_dw_output_cache", (DL_FUNC) &_depthwise_dw_output_cache, 2},
     {NULL, NULL, 0}
 };
 

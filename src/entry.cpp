@@ -13,7 +13,9 @@
 #include <omp.h>
 #endif
 
+#include "fast_plan.h"
 #include "kernels.h"
+#include "output_alloc.h"
 
 using namespace depthwise;
 
@@ -115,30 +117,43 @@ Geometry geometry_from(SEXP in_dims, Pair kernel_size, SEXP strides, SEXP dilati
                        d.second, padding_from(padding), multiplier, channels_first);
 }
 
-// Work per chunk between interrupt checks: about a few milliseconds.
-constexpr index_t work_per_chunk = index_t(1) << 24;
+// Work per chunk between interrupt checks: a few milliseconds.
+constexpr double work_per_chunk = 16777216.0;
 
+// Plans the call, then runs its units in chunks: each chunk in parallel
+// (no R API inside), with an interrupt check between chunks. Units write
+// disjoint outputs and compute each element the same way wherever it runs,
+// so the result does not depend on `threads`.
 void run_fast(const Problem& p, int threads) {
-  const Geometry& g = p.geometry;
-  const index_t planes = g.out_channels();
-  const index_t per_plane = std::max<index_t>(
-      1, g.batch * g.rows.out * g.cols.out * g.rows.kernel * g.cols.kernel);
-  const index_t chunk = std::max<index_t>(threads, std::min<index_t>(planes, work_per_chunk / per_plane));
-  for (index_t first = 0; first < planes; first += chunk) {
-    const index_t last = std::min(planes, first + chunk);
+  FastPlan plan;
+  make_fast_plan(p, threads, plan);
+  if (plan.use_reference) {
+    forward_reference(p);
+    return;
+  }
+  const index_t units = plan.units;
+  if (units <= 1) threads = 1;
+  const index_t by_work = static_cast<index_t>(work_per_chunk / std::max(1.0, plan.unit_work));
+  const index_t chunk = std::max<index_t>(threads, std::min<index_t>(units, by_work));
+  std::vector<std::vector<double>> scratch(threads);
+  for (auto& s : scratch) s.resize(static_cast<std::size_t>(plan.scratch_doubles));
+  for (index_t first = 0; first < units; first += chunk) {
+    const index_t last = std::min(units, first + chunk);
 #ifdef _OPENMP
     if (threads > 1 && last - first > 1) {
-      // No R API in here; each thread owns whole output planes, so results
-      // do not depend on the thread count.
-#pragma omp parallel for num_threads(threads) schedule(static)
-      for (index_t plane = first; plane < last; ++plane) forward_fast_planes(p, plane, plane + 1);
+#pragma omp parallel num_threads(threads)
+      {
+        double* mine = scratch[omp_get_thread_num()].data();
+#pragma omp for schedule(static)
+        for (index_t u = first; u < last; ++u) run_fast_units(plan, u, u + 1, mine);
+      }
     } else {
-      forward_fast_planes(p, first, last);
+      run_fast_units(plan, first, last, scratch[0].data());
     }
 #else
-    forward_fast_planes(p, first, last);
+    run_fast_units(plan, first, last, scratch[0].data());
 #endif
-    Rcpp::checkUserInterrupt();  // outside the parallel region, between chunks
+    if (last < units) Rcpp::checkUserInterrupt();  // outside the parallel region
   }
 }
 
@@ -214,7 +229,8 @@ SEXP dw_forward(SEXP x, SEXP kernel, SEXP bias, SEXP strides, SEXP dilation, SEX
   const double* weights = REAL_RO(kernel);
   const double* bias_values = bias == R_NilValue ? nullptr : REAL_RO(bias);
 
-  Rcpp::NumericVector out(Rcpp::no_init(static_cast<R_xlen_t>(g.out_size())));
+  // Large outputs come from the recycling / huge-page allocator (output_alloc.h).
+  Rcpp::NumericVector out(alloc_output(static_cast<R_xlen_t>(g.out_size())));
   Rcpp::IntegerVector out_dim(4);
   for (int k = 0; k < 4; ++k) out_dim[k] = static_cast<int>(dims[k]);
   out.attr("dim") = out_dim;
@@ -264,4 +280,41 @@ int dw_max_threads() {
 #else
   return 1;
 #endif
+}
+
+// Instruction set of the fast kernels: c(active = , detected = ).
+// [[Rcpp::export(rng = false)]]
+Rcpp::CharacterVector dw_isa() {
+  Rcpp::CharacterVector out = Rcpp::CharacterVector::create(
+      Rcpp::Named("active") = isa_name(active_isa()),
+      Rcpp::Named("detected") = isa_name(detected_isa()));
+  return out;
+}
+
+// Lowers the fast kernels' instruction set ("baseline", "avx2", "avx512";
+// clamped to what the CPU has) and returns the previous one. For tests and
+// benchmarks of the dispatch paths.
+// [[Rcpp::export(rng = false)]]
+std::string dw_set_isa(std::string name) {
+  Isa want = Isa::base;
+  if (name == "avx512") want = Isa::avx512;
+  else if (name == "avx2") want = Isa::avx2;
+  else if (name != "baseline") throw geometry_error("unknown instruction set: " + name);
+  return isa_name(set_isa(want));
+}
+
+// The output allocator's cache (see output_alloc.h): bytes and blocks cached
+// and alive, hits and misses, the cap. `release = TRUE` first gives every
+// cached block back to the OS; a non-NULL `cap_bytes` sets the cap.
+// [[Rcpp::export(rng = false)]]
+Rcpp::NumericVector dw_output_cache(bool release = false, SEXP cap_bytes = R_NilValue) {
+  if (release) release_output_cache();
+  if (cap_bytes != R_NilValue) set_output_cache_cap(Rcpp::as<double>(cap_bytes));
+  const OutputCacheStats s = output_cache_stats();
+  return Rcpp::NumericVector::create(
+      Rcpp::Named("enabled") = s.enabled ? 1 : 0, Rcpp::Named("cached_bytes") = s.cached_bytes,
+      Rcpp::Named("cached_blocks") = s.cached_blocks, Rcpp::Named("live_bytes") = s.live_bytes,
+      Rcpp::Named("live_blocks") = s.live_blocks, Rcpp::Named("hits") = s.hits,
+      Rcpp::Named("misses") = s.misses, Rcpp::Named("collections") = s.collections,
+      Rcpp::Named("cap_bytes") = s.cap_bytes);
 }

@@ -98,3 +98,21 @@ test_that("NaN and Inf propagate and stay in their channel", {
   expect_equal(y[1, 1:2, 1:2, 3], matrix(Inf, 2, 2))
   expect_true(all(is.finite(y[1, 3:5, , 3])))
 })
+
+test_that("strides and dilations far beyond the input give the reference answer", {
+  big <- .Machine$integer.max
+  x <- array(rnorm(2 * 5 * 6 * 3), c(2, 5, 6, 3))
+  kernel <- array(rnorm(3 * 3 * 3 * 2), c(3, 3, 3, 2))
+  bias <- rnorm(6)
+  for (fmt in c("channels_last", "channels_first")) {
+    xx <- if (fmt == "channels_first") aperm(x, c(1, 4, 2, 3)) else x
+    for (case in list(list(s = c(big, big), d = c(1, 1)), list(s = c(1, big), d = c(1, 1)),
+                      list(s = c(1, 1), d = c(2^30, 2^30)), list(s = c(1, 1), d = c(1, 2^30)))) {
+      fast <- run_kernel(xx, kernel, bias, case$s, case$d, "same", fmt)
+      ref <- run_kernel(xx, kernel, bias, case$s, case$d, "same", fmt, reference = TRUE)
+      expect_identical(dim(fast), dim(ref))
+      expect_equal(fast, ref, tolerance = 1e-12)
+      expect_equal(fast, ref_depthwise(xx, kernel, bias, case$s, case$d, "same", fmt), tolerance = 1e-12)
+    }
+  }
+})

@@ -403,10 +403,15 @@ test_that("a forward call allocates its output and no copy of the input", {
   y <- layer(x)
   peak <- gc()[2, 6]              # its peak since the reset, MB
   output_mb <- 8 * length(y) / 2^20
-  # The peak above the baseline is the output plus at most 1 MB: no copy of
-  # the 16 MiB input was made on the way to the kernel.
+  # The peak above the baseline is at most the output plus 1 MB: no copy of
+  # the 16 MiB input was made on the way to the kernel. (Large outputs may
+  # come from the package's own allocator, which R's heap count leaves out,
+  # so the output itself need not show.)
   expect_lt(peak - base, output_mb + 1)
-  expect_gt(peak - base, output_mb - 0.5)
+  # The measurement does see a copy of the input when one is made.
+  base <- gc(reset = TRUE)[2, 2]
+  x_copy <- x + 0
+  expect_gt(gc()[2, 6] - base, 15.5)
 })
 
 # ---- Bugs other frameworks had -------------------------------------------------------

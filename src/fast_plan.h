@@ -1,0 +1,106 @@
+// The fast forward pass: a plan made once per call (layout, tiling, packed
+// weights), then independent work units run by any number of threads.
+//
+// Data as R stores it (column-major):
+//  - channels_last x[n, h, w, c]: every channel is a contiguous plane of
+//    W columns, each column N*H long with the batch index fastest. The
+//    kernel vectorises down a column (over e = n + N*h) and register-blocks
+//    several output columns so that each input vector loaded serves up to
+//    kw of them. Row stride 1 reads the input in place; row stride > 1
+//    first copies the needed input columns, zero padded and split into
+//    stride phases, so the strided rows become contiguous.
+//  - channels_first x[n, c, h, w]: every pixel is a contiguous block of
+//    N*C values. The kernel vectorises across that block (lanes = output
+//    channels with the batch folded in) and register-blocks several output
+//    rows. Per output tile and group of lanes the input region is first
+//    packed, zero padded, into a small buffer that stays in L1; the lane
+//    groups of a tile run one after the other, so the tile's input lines
+//    are fetched from memory about once.
+// A unit is (output plane, band of output columns) for channels_last and
+// (output tile, range of lane groups) for channels_first. Every output
+// element is computed by one unit, in an order that does not depend on the
+// tiling or the thread that runs it, so results are identical at any thread
+// count.
+#ifndef DEPTHWISE_FAST_PLAN_H
+#define DEPTHWISE_FAST_PLAN_H
+
+#include <vector>
+
+#include "kernels.h"
+
+namespace depthwise {
+
+enum class Isa : int { base = 0, avx2 = 1, avx512 = 2 };
+
+// Best instruction set this CPU supports (and this build can use).
+Isa detected_isa();
+// The one the kernels use: detected_isa() unless lowered by set_isa().
+Isa active_isa();
+// Lowers (or restores) the instruction set; requests above detected_isa()
+// are clamped. Returns the previous active one. For tests and benchmarks.
+Isa set_isa(Isa isa);
+const char* isa_name(Isa isa);
+
+struct FastPlan {
+  Problem p;
+  Isa isa = Isa::base;
+  bool planar = true;          // channels_last (planes) or channels_first (pixel blocks)
+  bool use_reference = false;  // non-finite weights: padding must not meet 0 * Inf
+  int kh = 1, kw = 1, sh = 1, sw = 1, dh = 1, dw = 1;
+  index_t N = 0, H = 0, W = 0, C = 0, M = 1, OH = 0, OW = 0, pt = 0, pl = 0;
+  int fused_act = 0;           // 0 none, 1 relu, 2 relu6 applied in registers
+  bool span_act = false;       // other element-wise activation, applied per span
+
+  // channels_last
+  bool copy_mode = false;  // row stride > 1
+  index_t in_col = 0;      // N*H
+  index_t out_col = 0;     // N*OH
+  index_t phase_len = 0;   // copy mode: N * rows per phase
+  index_t pack_col = 0;    // copy mode: sh * phase_len
+  std::vector<index_t> off;  // kh row offsets into an (input or packed) column
+  index_t valid_len = 0;   // column index range that holds data
+  index_t fast_begin = 0, fast_end = 0;
+
+  // channels_first
+  index_t P_in = 0, P_out = 0, lanes_groups = 0;
+  index_t tile_rows = 0, tile_cols = 0, tiles_c = 0, tiles = 0;  // output tiles
+  index_t chunk_groups = 0, chunks = 0;                           // lane groups per unit
+  std::vector<double> wpack;   // [group][kh*kw][width]
+  std::vector<double> bpack;   // [group][width]
+  std::vector<index_t> in_lane;   // output lane -> input lane within a pixel block
+  std::vector<char> contiguous;   // per group: lanes map to consecutive input lanes
+  bool cf_direct = false;         // large pixel blocks: no packing, lane groups innermost
+  std::vector<index_t> group_in_off;  // direct: input lane of each group's first lane
+
+  // both
+  int width = 2;           // lanes per vector of the chosen instruction set
+  int jmax = 4;            // register-blocked tile size
+  index_t span_cols = 0;   // input columns a planar tile reads (widest tile)
+  index_t ring = 0;        // packed columns kept per thread
+  index_t slot = 0;        // doubles per packed column
+  index_t band_cols = 0, bands = 0, units = 0;
+  double unit_work = 0;    // multiply-adds per unit (for chunking)
+  index_t scratch_doubles = 0;
+  std::vector<double> zeros;
+};
+
+// Fills `plan` for problem `p`; `threads` only steers the unit size.
+void make_fast_plan(const Problem& p, int threads, FastPlan& plan);
+
+// Runs units [first, last) with `scratch` (plan.scratch_doubles doubles,
+// private to the calling thread). No R API calls: safe inside OpenMP.
+void run_fast_units(const FastPlan& plan, index_t first, index_t last, double* scratch);
+
+namespace isa_base {
+void run_units(const FastPlan& plan, index_t first, index_t last, double* scratch);
+}
+namespace isa_avx2 {
+void run_units(const FastPlan& plan, index_t first, index_t last, double* scratch);
+}
+namespace isa_avx512 {
+void run_units(const FastPlan& plan, index_t first, index_t last, double* scratch);
+}
+
+}  // namespace depthwise
+
+#endif

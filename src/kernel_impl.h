@@ -1,0 +1,717 @@
+// Kernels written once against a vector wrapper V (simd.h) and compiled
+// once per instruction set. The including file defines:
+//   DW_NS      namespace for this instantiation (isa_base, isa_avx2, ...)
+//   DW_VEC     the wrapper type
+//   DW_TARGET  the function attribute that enables the instruction set
+// No include guard: each kernel_isa_*.cpp includes it exactly once.
+//
+// Arithmetic contract (shared by every path and instruction set): an output
+// starts at its bias and adds w * x for the taps in the order a (row) then b
+// (column), one multiply-add per tap. A tap that falls on padding adds
+// w * 0, which leaves the sum unchanged (weights are finite: the plan sends
+// non-finite kernels to the reference). So the value of an output element
+// does not depend on the tile, band or thread it was computed in.
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "fast_plan.h"
+#include "simd.h"
+
+#ifndef DW_UNROLL
+// Fully unrolls the small constant-count loops of the register tiles, so
+// that accumulators and weights stay in registers (GCC's -O2, R's default,
+// does not do it on its own). An optimisation hint only.
+#if defined(__clang__)
+#define DW_UNROLL _Pragma("unroll")
+#elif defined(__GNUC__) && __GNUC__ >= 8
+#define DW_UNROLL _Pragma("GCC unroll 64")
+#else
+#define DW_UNROLL
+#endif
+#endif
+
+namespace depthwise {
+namespace DW_NS {
+namespace {
+
+using V = DW_VEC;
+using reg = V::reg;
+constexpr int WD = V::width;
+
+DW_TARGET inline reg finish(reg v, int act) {
+  if (act == 1) return V::relu(v);
+  if (act == 2) return V::relu6(v);
+  return v;
+}
+
+DW_TARGET inline index_t clamp_index(index_t v, index_t lo, index_t hi) {
+  return v < lo ? lo : (v > hi ? hi : v);
+}
+
+// ============================================================ channels_last
+
+struct PlanarTile {
+  const double* const* cols;  // input columns by position s in the tile (zeros if outside)
+  double* const* outs;        // the tile's output columns
+  const index_t* off;         // per kernel row a: offset of its tap inside a column
+  const double* w;            // kh * kw weights, a * kw + b
+  double* wtab;               // room for kh * kw broadcast weight vectors
+  double bias;
+  index_t L;                  // output column length
+  index_t valid;              // input columns hold data at [0, valid)
+  index_t fb, fe;             // [fb, fe): every tap of a full vector is inside
+  int act;
+  int kh, kw, dw;             // runtime copies for the general kernel
+};
+
+// J output columns at once; output column k reads input column k*SW + b*DW.
+// Weights: with 32 vector registers they stay in registers; with 16 they
+// are re-read every iteration from a table of broadcast vectors (one load
+// per weight feeds 2 * J FMAs), which leaves the registers to the
+// accumulators and the input vectors. The stores to the output in the loop
+// keep the compiler from hoisting those loads (the table could alias).
+template <int KH, int KW, int J, int SW, int DW>
+DW_TARGET void planar_tile(const PlanarTile& t) {
+  constexpr int S = (J - 1) * SW + (KW - 1) * DW + 1;
+  constexpr bool resident = KH * KW + 2 * J + 2 <= V::registers;
+  reg wres[KH * KW];
+  double* wtab = t.wtab;
+  DW_UNROLL
+  for (int q = 0; q < KH * KW; ++q) {
+    wres[q] = V::set1(t.w[q]);
+    if (!resident) V::store(wtab + q * WD, wres[q]);
+  }
+#define DW_W(q) (resident ? wres[q] : V::load(wtab + (q) * WD))
+  const reg bv = V::set1(t.bias);
+  const double* col[S];
+  DW_UNROLL
+  for (int s = 0; s < S; ++s) col[s] = t.cols[s];
+  double* out[J];
+  DW_UNROLL
+  for (int k = 0; k < J; ++k) out[k] = t.outs[k];
+  index_t off[KH];
+  DW_UNROLL
+  for (int a = 0; a < KH; ++a) off[a] = t.off[a];
+  const index_t L = t.L, fb = t.fb, fe = t.fe;
+  const int act = t.act;
+
+  index_t e = 0;
+  while (e < L) {
+    if (e >= fb && e + WD <= fe) {
+      // Two vectors per column at a time: 2 * J independent accumulators
+      // keep both FMA pipes busy despite the FMA latency. Each input vector
+      // is loaded once and feeds every (output column, tap) that reads it.
+      for (; e + 2 * WD <= fe; e += 2 * WD) {
+        reg acc[2][J];
+        DW_UNROLL
+        for (int k = 0; k < J; ++k) acc[0][k] = acc[1][k] = bv;
+        DW_UNROLL
+        for (int a = 0; a < KH; ++a) {
+          DW_UNROLL
+          for (int s = 0; s < S; ++s) {
+            const reg x0 = V::load(col[s] + (e + off[a]));
+            const reg x1 = V::load(col[s] + (e + WD + off[a]));
+            DW_UNROLL
+            for (int k = 0; k < J; ++k) {
+              const int bs = s - k * SW;  // b * DW for output column k
+              if (bs < 0 || bs % DW != 0 || bs / DW >= KW) continue;
+              const reg w = DW_W(a * KW + bs / DW);
+              acc[0][k] = V::fmadd(w, x0, acc[0][k]);
+              acc[1][k] = V::fmadd(w, x1, acc[1][k]);
+            }
+          }
+        }
+        DW_UNROLL
+        for (int h = 0; h < 2; ++h)
+          DW_UNROLL
+          for (int k = 0; k < J; ++k) V::store(out[k] + e + h * WD, finish(acc[h][k], act));
+      }
+      for (; e + WD <= fe; e += WD) {
+        reg acc[J];
+        DW_UNROLL
+        for (int k = 0; k < J; ++k) acc[k] = bv;
+        DW_UNROLL
+        for (int a = 0; a < KH; ++a)
+          DW_UNROLL
+          for (int b = 0; b < KW; ++b)
+            DW_UNROLL
+            for (int k = 0; k < J; ++k)
+              acc[k] = V::fmadd(DW_W(a * KW + b), V::load(col[k * SW + b * DW] + (e + off[a])), acc[k]);
+        DW_UNROLL
+        for (int k = 0; k < J; ++k) V::store(out[k] + e, finish(acc[k], act));
+      }
+      continue;
+    }
+    // A vector that touches padding or the end of the column: masked lanes.
+    const index_t n = std::min<index_t>(WD, L - e);
+    reg acc[J];
+    DW_UNROLL
+    for (int k = 0; k < J; ++k) acc[k] = bv;
+    DW_UNROLL
+    for (int a = 0; a < KH; ++a) {
+      const index_t base = e + off[a];
+      const V::mask_t mask =
+          V::make_mask(clamp_index(-base, 0, n), clamp_index(t.valid - base, 0, n));
+      DW_UNROLL
+      for (int b = 0; b < KW; ++b)
+        DW_UNROLL
+        for (int k = 0; k < J; ++k)
+          acc[k] = V::fmadd(DW_W(a * KW + b), V::load_masked(col[k * SW + b * DW] + base, mask), acc[k]);
+    }
+    DW_UNROLL
+    for (int k = 0; k < J; ++k) V::store_lanes(out[k] + e, finish(acc[k], act), n);
+    e += WD;
+  }
+#undef DW_W
+}
+
+// Any kernel size, stride and dilation: one output column, runtime loops.
+DW_TARGET void planar_tile_general(const PlanarTile& t) {
+  const int kh = t.kh, kw = t.kw, dw = t.dw;
+  const reg bv = V::set1(t.bias);
+  const index_t L = t.L;
+  index_t e = 0;
+  while (e < L) {
+    if (e >= t.fb && e + WD <= t.fe) {
+      for (; e + WD <= t.fe; e += WD) {
+        reg acc = bv;
+        for (int a = 0; a < kh; ++a) {
+          const index_t o = e + t.off[a];
+          for (int b = 0; b < kw; ++b)
+            acc = V::fmadd(V::set1(t.w[a * kw + b]), V::load(t.cols[b * dw] + o), acc);
+        }
+        V::store(t.outs[0] + e, finish(acc, t.act));
+      }
+      continue;
+    }
+    const index_t n = std::min<index_t>(WD, L - e);
+    reg acc = bv;
+    for (int a = 0; a < kh; ++a) {
+      const index_t base = e + t.off[a];
+      const V::mask_t mask =
+          V::make_mask(clamp_index(-base, 0, n), clamp_index(t.valid - base, 0, n));
+      for (int b = 0; b < kw; ++b)
+        acc = V::fmadd(V::set1(t.w[a * kw + b]), V::load_masked(t.cols[b * dw] + base, mask), acc);
+    }
+    V::store_lanes(t.outs[0] + e, finish(acc, t.act), n);
+    e += WD;
+  }
+}
+
+template <int KH, int KW, int SW, int DW>
+DW_TARGET void planar_dispatch_j(const PlanarTile& t, int J) {
+  switch (J) {
+    case 1: planar_tile<KH, KW, 1, SW, DW>(t); return;
+    case 2: planar_tile<KH, KW, 2, SW, DW>(t); return;
+    case 3: planar_tile<KH, KW, 3, SW, DW>(t); return;
+    case 4: planar_tile<KH, KW, 4, SW, DW>(t); return;
+    case 5: planar_tile<KH, KW, 5, SW, DW>(t); return;
+    default: planar_tile<KH, KW, 6, SW, DW>(t); return;
+  }
+}
+
+// Kernel shapes with a specialised tile; everything else is general.
+DW_TARGET bool planar_special(int kh, int kw, int sw, int dw) {
+  if (!((kh == 3 && kw == 3) || (kh == 5 && kw == 5))) return false;
+  return (sw == 1 && dw == 1) || (sw == 1 && dw == 2) || (sw == 2 && dw == 1);
+}
+
+DW_TARGET void planar_dispatch(const PlanarTile& t, int J, int sw) {
+  const int kh = t.kh, kw = t.kw, dw = t.dw;
+  if (kh == 3 && kw == 3) {
+    if (sw == 1 && dw == 1) return planar_dispatch_j<3, 3, 1, 1>(t, J);
+    if (sw == 1 && dw == 2) return planar_dispatch_j<3, 3, 1, 2>(t, J);
+    if (sw == 2 && dw == 1) return planar_dispatch_j<3, 3, 2, 1>(t, J);
+  } else if (kh == 5 && kw == 5) {
+    if (sw == 1 && dw == 1) return planar_dispatch_j<5, 5, 1, 1>(t, J);
+    if (sw == 1 && dw == 2) return planar_dispatch_j<5, 5, 1, 2>(t, J);
+    if (sw == 2 && dw == 1) return planar_dispatch_j<5, 5, 2, 1>(t, J);
+  }
+  planar_tile_general(t);
+}
+
+// Copy mode: input column -> zero-padded column split into `sh` phases, so
+// that padded row pr = r + pt sits at (pr % sh) * phase_len + N * (pr / sh).
+DW_TARGET void pack_phase_column(const FastPlan& P, const double* src, double* dst) {
+  const index_t N = P.N, H = P.H, sh = P.sh, pt = P.pt;
+  const index_t rows = P.phase_len / N;  // rows per phase
+  if (N == 1 && sh == 2) {
+    // Zero both phases, then deinterleave: input row r goes to phase
+    // (r + pt) & 1 at index (r + pt) >> 1.
+    double* ph[2] = {dst, dst + P.phase_len};
+    std::fill(dst, dst + 2 * P.phase_len, 0.0);
+    index_t r = 0;
+    if ((pt & 1) && r < H) {  // make r + pt even
+      ph[1][pt >> 1] = src[0];
+      r = 1;
+    }
+    for (; r + 2 * WD <= H; r += 2 * WD) {
+      reg even, odd;
+      V::deinterleave(src + r, even, odd);
+      const index_t idx = (r + pt) >> 1;
+      V::store(ph[0] + idx, even);
+      V::store(ph[1] + idx, odd);
+    }
+    for (; r < H; ++r) ph[(r + pt) & 1][(r + pt) >> 1] = src[r];
+    return;
+  }
+  for (index_t p = 0; p < sh; ++p) {
+    double* d = dst + p * P.phase_len;
+    // idx is valid when 0 <= p + sh * idx - pt < H.
+    index_t i0 = pt > p ? (pt - p + sh - 1) / sh : 0;
+    index_t i1 = H + pt - p > 0 ? (H + pt - p + sh - 1) / sh : 0;
+    i0 = std::min(i0, rows);
+    i1 = std::max(std::min(i1, rows), i0);
+    std::fill(d, d + N * i0, 0.0);
+    std::fill(d + N * i1, d + N * rows, 0.0);
+    const double* s = src + N * (p + sh * i0 - pt);
+    d += N * i0;
+    const index_t count = i1 - i0;
+    if (N == 1) {
+      for (index_t i = 0; i < count; ++i) d[i] = s[sh * i];
+    } else {
+      for (index_t i = 0; i < count; ++i) std::memcpy(d + N * i, s + N * sh * i, sizeof(double) * N);
+    }
+  }
+}
+
+DW_TARGET void run_planar_unit(const FastPlan& P, index_t plane, index_t j0, index_t j1,
+                               double* scratch) {
+  const Geometry& g = P.p.geometry;
+  const index_t c = plane / P.M, m = plane % P.M;
+  const double* in_plane = P.p.input + c * g.in_stride.c;
+  double* out_plane = P.p.output + plane * g.out_stride.c;
+  const int kh = P.kh, kw = P.kw, sw = P.sw, dw = P.dw;
+
+  // Weights of this plane, then the ring of packed columns (copy mode).
+  double* w = scratch;
+  for (int a = 0; a < kh; ++a)
+    for (int b = 0; b < kw; ++b) w[a * kw + b] = P.p.kernel[g.kernel_index(a, b, c, m)];
+  index_t* tags = reinterpret_cast<index_t*>(w + kh * kw);
+  for (index_t r = 0; r < P.ring; ++r) tags[r] = -1;
+  double* ring = reinterpret_cast<double*>(tags + P.ring);
+  const double** cols = reinterpret_cast<const double**>(ring + P.ring * P.slot);
+  double* outs[8];
+
+  const bool special = planar_special(kh, kw, sw, dw);
+  PlanarTile t;
+  t.cols = cols;
+  t.outs = outs;
+  t.off = P.off.data();
+  t.w = w;
+  t.wtab = reinterpret_cast<double*>(cols + P.span_cols);
+  t.bias = P.p.bias ? P.p.bias[plane] : 0.0;
+  t.L = P.out_col;
+  t.valid = P.valid_len;
+  t.fb = P.fast_begin;
+  t.fe = P.fast_end;
+  t.act = P.fused_act;
+  t.kh = kh;
+  t.kw = kw;
+  t.dw = dw;
+
+  for (index_t j = j0; j < j1;) {
+    const int J = special ? static_cast<int>(std::min<index_t>(P.jmax, j1 - j)) : 1;
+    const index_t S = (J - 1) * sw + (kw - 1) * dw + 1;
+    const index_t x0 = j * sw - P.pl;
+    for (index_t s = 0; s < S; ++s) {
+      const index_t x = x0 + s;
+      if (x < 0 || x >= P.W) {
+        cols[s] = P.zeros.data();
+      } else if (!P.copy_mode) {
+        cols[s] = in_plane + x * P.in_col;
+      } else {
+        const index_t r = x % P.ring;
+        double* dst = ring + r * P.slot;
+        if (tags[r] != x) {
+          pack_phase_column(P, in_plane + x * P.in_col, dst);
+          tags[r] = x;
+        }
+        cols[s] = dst;
+      }
+    }
+    for (int k = 0; k < J; ++k) outs[k] = out_plane + (j + k) * P.out_col;
+    if (special) planar_dispatch(t, J, sw); else planar_tile_general(t);
+    if (P.span_act)
+      for (int k = 0; k < J; ++k) activate_span(P.p.activation, outs[k], P.out_col);
+    j += J;
+  }
+}
+
+// ============================================================ channels_first
+
+struct CfColumn {
+  const double* const* cols;  // kw packed columns: Hp rows of WD lanes
+  double* out;                // output row 0 of this column, first lane of the group
+  index_t step;               // doubles between consecutive output rows (P_out)
+  const double* w;            // kh * kw vectors of WD lanes
+  const double* bias;         // WD lanes
+  index_t rows;               // OH
+  index_t lanes;              // valid lanes (WD except in the last group)
+  int act;
+  int kh, kw, sh, dh;
+};
+
+template <int KH, int KW, int J, int SH, int DH>
+DW_TARGET inline void cf_tile(const double* const* col, const reg* wv, reg bv, double* out,
+                              index_t step, index_t lanes, int act) {
+  reg acc[J];
+  DW_UNROLL
+  for (int k = 0; k < J; ++k) acc[k] = bv;
+  DW_UNROLL
+  for (int a = 0; a < KH; ++a)
+    DW_UNROLL
+    for (int b = 0; b < KW; ++b)
+      DW_UNROLL
+      for (int k = 0; k < J; ++k)
+        acc[k] = V::fmadd(wv[a * KW + b], V::load(col[b] + (k * SH + a * DH) * WD), acc[k]);
+  if (lanes == WD) {
+    DW_UNROLL
+    for (int k = 0; k < J; ++k) V::store(out + k * step, finish(acc[k], act));
+  } else {
+    DW_UNROLL
+    for (int k = 0; k < J; ++k) V::store_lanes(out + k * step, finish(acc[k], act), lanes);
+  }
+}
+
+template <int KH, int KW, int J, int SH, int DH>
+DW_TARGET void cf_column(const CfColumn& t) {
+  reg wv[KH * KW];
+  DW_UNROLL
+  for (int q = 0; q < KH * KW; ++q) wv[q] = V::load(t.w + q * WD);
+  const reg bv = V::load(t.bias);
+  const double* col[KW];
+  DW_UNROLL
+  for (int b = 0; b < KW; ++b) col[b] = t.cols[b];
+  const index_t rows = t.rows, step = t.step, lanes = t.lanes;
+  const int act = t.act;
+  index_t i = 0;
+  for (; i + J <= rows; i += J) {
+    const double* c[KW];
+    DW_UNROLL
+    for (int b = 0; b < KW; ++b) c[b] = col[b] + i * SH * WD;
+    cf_tile<KH, KW, J, SH, DH>(c, wv, bv, t.out + i * step, step, lanes, act);
+  }
+  for (; i < rows; ++i) {
+    const double* c[KW];
+    DW_UNROLL
+    for (int b = 0; b < KW; ++b) c[b] = col[b] + i * SH * WD;
+    cf_tile<KH, KW, 1, SH, DH>(c, wv, bv, t.out + i * step, step, lanes, act);
+  }
+}
+
+DW_TARGET void cf_column_general(const CfColumn& t) {
+  const int kh = t.kh, kw = t.kw, sh = t.sh, dh = t.dh;
+  const reg bv = V::load(t.bias);
+  for (index_t i = 0; i < t.rows; ++i) {
+    reg acc = bv;
+    for (int a = 0; a < kh; ++a)
+      for (int b = 0; b < kw; ++b)
+        acc = V::fmadd(V::load(t.w + (a * kw + b) * WD),
+                       V::load(t.cols[b] + (i * sh + a * dh) * WD), acc);
+    if (t.lanes == WD) V::store(t.out + i * t.step, finish(acc, t.act));
+    else V::store_lanes(t.out + i * t.step, finish(acc, t.act), t.lanes);
+  }
+}
+
+template <int KH, int KW, int SH, int DH>
+DW_TARGET void cf_dispatch_j(const CfColumn& t, int jmax) {
+  switch (jmax) {
+    case 4: cf_column<KH, KW, 4, SH, DH>(t); return;
+    case 6: cf_column<KH, KW, 6, SH, DH>(t); return;
+    default: cf_column<KH, KW, 8, SH, DH>(t); return;
+  }
+}
+
+DW_TARGET void cf_dispatch(const CfColumn& t, int jmax) {
+  if (t.kh == 3 && t.kw == 3) {
+    if (t.sh == 1 && t.dh == 1) return cf_dispatch_j<3, 3, 1, 1>(t, jmax);
+    if (t.sh == 2 && t.dh == 1) return cf_dispatch_j<3, 3, 2, 1>(t, jmax);
+    if (t.sh == 1 && t.dh == 2) return cf_dispatch_j<3, 3, 1, 2>(t, jmax);
+  } else if (t.kh == 5 && t.kw == 5) {
+    if (t.sh == 1 && t.dh == 1) return cf_dispatch_j<5, 5, 1, 1>(t, jmax);
+    if (t.sh == 2 && t.dh == 1) return cf_dispatch_j<5, 5, 2, 1>(t, jmax);
+    if (t.sh == 1 && t.dh == 2) return cf_dispatch_j<5, 5, 1, 2>(t, jmax);
+  }
+  cf_column_general(t);
+}
+
+// ---- direct channels_first: large pixel blocks, lane groups innermost ----
+
+struct CfDirect {
+  index_t groups;          // lane groups (the last may be partial)
+  index_t tail;            // lanes in the last group
+  const index_t* in_off;   // per group: input lane of its first lane
+  const double* wpack;     // [group][kh * kw][WD]
+  const double* bpack;     // [group][WD]
+  index_t os;              // doubles between output pixels of a column (P_out)
+  int act;
+  bool affine;             // in_off[g] == g * WD (depth_multiplier 1)
+};
+
+// J output pixels down a column, all inside the image in rows; col[b] is
+// the input pixel of the tile's first input row in column b (or a zero
+// block as long as R rows). Row r of the tile is col[b] + r * rs.
+template <int KH, int KW, int J, int SH, int DH>
+DW_TARGET void cf_direct_tile(const CfDirect& d, const double* const* colbase, index_t rs, double* out) {
+  constexpr int R = (J - 1) * SH + (KH - 1) * DH + 1;
+  index_t roff[R];
+  DW_UNROLL
+  for (int r = 0; r < R; ++r) roff[r] = r * rs;
+  const double* col[KW];
+  DW_UNROLL
+  for (int b = 0; b < KW; ++b) col[b] = colbase[b];
+  const index_t os = d.os;
+  const int act = d.act;
+  const index_t full = d.tail == WD ? d.groups : d.groups - 1;
+  const double* w = d.wpack;
+  const double* bias = d.bpack;
+  if (d.affine) {
+    // Group g reads lanes in_off[0] + g * WD on: advance the column pointers
+    // and keep the row offsets in registers (address = pointer + offset).
+    DW_UNROLL
+    for (int b = 0; b < KW; ++b) col[b] += d.in_off[0];
+    double* o = out;
+    for (index_t g = 0; g < full; ++g) {
+      reg acc[J];
+      const reg bv = V::load(bias);
+      DW_UNROLL
+      for (int k = 0; k < J; ++k) acc[k] = bv;
+      DW_UNROLL
+      for (int a = 0; a < KH; ++a)
+        DW_UNROLL
+        for (int b = 0; b < KW; ++b) {
+          const reg wv = V::load(w + (a * KW + b) * WD);
+          DW_UNROLL
+          for (int k = 0; k < J; ++k) acc[k] = V::fmadd(wv, V::load(col[b] + roff[k * SH + a * DH]), acc[k]);
+        }
+      DW_UNROLL
+      for (int k = 0; k < J; ++k) V::store(o + k * os, finish(acc[k], act));
+      DW_UNROLL
+      for (int b = 0; b < KW; ++b) col[b] += WD;
+      w += KH * KW * WD;
+      bias += WD;
+      o += WD;
+    }
+    if (full == d.groups) return;
+    DW_UNROLL
+    for (int b = 0; b < KW; ++b) col[b] = colbase[b];
+  }
+  for (index_t g = d.affine ? full : 0; g < d.groups; ++g) {
+    const double* wg = d.wpack + g * (KH * KW * WD);
+    const index_t io = d.in_off[g];
+    const bool partial = g >= full;
+    const V::mask_t m = V::make_mask(0, partial ? d.tail : WD);
+    reg acc[J];
+    const reg bv = V::load(d.bpack + g * WD);
+    DW_UNROLL
+    for (int k = 0; k < J; ++k) acc[k] = bv;
+    DW_UNROLL
+    for (int a = 0; a < KH; ++a)
+      DW_UNROLL
+      for (int b = 0; b < KW; ++b) {
+        const reg wv = V::load(wg + (a * KW + b) * WD);
+        DW_UNROLL
+        for (int k = 0; k < J; ++k)
+          acc[k] = V::fmadd(wv, V::load_masked(col[b] + (roff[k * SH + a * DH] + io), m), acc[k]);
+      }
+    DW_UNROLL
+    for (int k = 0; k < J; ++k) V::store_lanes(out + k * os + g * WD, finish(acc[k], act), partial ? d.tail : WD);
+  }
+}
+
+// One output pixel with a pointer per tap (zero block where the tap is
+// padding): border rows, and every pixel of kernels without a tile.
+DW_TARGET void cf_direct_pixel(const CfDirect& d, int taps, const double* const* tap, double* out) {
+  const index_t full = d.tail == WD ? d.groups : d.groups - 1;
+  for (index_t g = 0; g < d.groups; ++g) {
+    const double* w = d.wpack + g * (taps * WD);
+    const index_t io = d.in_off[g];
+    reg acc = V::load(d.bpack + g * WD);
+    if (g < full) {
+      for (int t = 0; t < taps; ++t) acc = V::fmadd(V::load(w + t * WD), V::load(tap[t] + io), acc);
+      V::store(out + g * WD, finish(acc, d.act));
+    } else {
+      const V::mask_t m = V::make_mask(0, d.tail);
+      for (int t = 0; t < taps; ++t) acc = V::fmadd(V::load(w + t * WD), V::load_masked(tap[t] + io, m), acc);
+      V::store_lanes(out + g * WD, finish(acc, d.act), d.tail);
+    }
+  }
+}
+
+template <int KH, int KW, int SH, int DH>
+DW_TARGET bool cf_direct_dispatch_j(const CfDirect& d, const double* const* col, index_t rs, double* out, int J) {
+  switch (J) {
+    case 1: cf_direct_tile<KH, KW, 1, SH, DH>(d, col, rs, out); return true;
+    case 2: cf_direct_tile<KH, KW, 2, SH, DH>(d, col, rs, out); return true;
+    case 3: cf_direct_tile<KH, KW, 3, SH, DH>(d, col, rs, out); return true;
+    case 4: cf_direct_tile<KH, KW, 4, SH, DH>(d, col, rs, out); return true;
+    default: return false;
+  }
+}
+
+DW_TARGET bool cf_direct_dispatch(const FastPlan& P, const CfDirect& d, const double* const* col, double* out, int J) {
+  const index_t rs = P.P_in;
+  if (P.kh == 3 && P.kw == 3) {
+    if (P.sh == 1 && P.dh == 1) return cf_direct_dispatch_j<3, 3, 1, 1>(d, col, rs, out, J);
+    if (P.sh == 2 && P.dh == 1) return cf_direct_dispatch_j<3, 3, 2, 1>(d, col, rs, out, J);
+    if (P.sh == 1 && P.dh == 2) return cf_direct_dispatch_j<3, 3, 1, 2>(d, col, rs, out, J);
+  } else if (P.kh == 5 && P.kw == 5) {
+    if (P.sh == 1 && P.dh == 1) return cf_direct_dispatch_j<5, 5, 1, 1>(d, col, rs, out, J);
+    if (P.sh == 2 && P.dh == 1) return cf_direct_dispatch_j<5, 5, 2, 1>(d, col, rs, out, J);
+    if (P.sh == 1 && P.dh == 2) return cf_direct_dispatch_j<5, 5, 1, 2>(d, col, rs, out, J);
+  }
+  return false;
+}
+
+// One unit: output column j, rows [i0, i1), lane groups [g0, g1).
+DW_TARGET void run_cf_direct_unit(const FastPlan& P, index_t j, index_t i0, index_t i1, index_t g0,
+                                  index_t g1, double* scratch) {
+  CfDirect d;
+  d.groups = g1 - g0;
+  d.tail = std::min<index_t>(WD, P.P_out - (g1 - 1) * WD);
+  d.in_off = P.group_in_off.data() + g0;
+  d.wpack = P.wpack.data() + g0 * P.kh * P.kw * WD;
+  d.bpack = P.bpack.data() + g0 * WD;
+  d.os = P.P_out;
+  d.act = P.fused_act;
+  d.affine = P.M == 1;
+  const int kh = P.kh, kw = P.kw, taps = kh * kw;
+  const double** tap = reinterpret_cast<const double**>(scratch);
+  const double* zeros = P.zeros.data();
+  const double* col[8];
+  // Output rows whose taps all fall inside the image.
+  const index_t span = static_cast<index_t>(kh - 1) * P.dh;
+  index_t lo = P.pt > 0 ? (P.pt + P.sh - 1) / P.sh : 0;
+  index_t hi = P.H - span + P.pt > 0 ? (P.H - span + P.pt - 1) / P.sh + 1 : 0;
+  lo = clamp_index(lo, i0, i1);
+  hi = clamp_index(hi, lo, i1);
+  double* out_col = P.p.output + P.P_out * P.OH * j + g0 * WD;
+  for (index_t i = i0; i < i1;) {
+    double* out = out_col + P.P_out * i;
+    const index_t J = (i >= lo && i < hi) ? std::min<index_t>(P.jmax, hi - i) : 1;
+    bool done = false;
+    if (i >= lo && i < hi && kw <= 8) {
+      const index_t r0 = i * P.sh - P.pt;
+      for (int b = 0; b < kw; ++b) {
+        const index_t x = j * P.sw + b * P.dw - P.pl;
+        col[b] = (x < 0 || x >= P.W) ? zeros : P.p.input + P.P_in * (r0 + P.H * x);
+      }
+      done = cf_direct_dispatch(P, d, col, out, static_cast<int>(J));
+    }
+    if (!done) {
+      for (int a = 0; a < kh; ++a)
+        for (int b = 0; b < kw; ++b) {
+          const index_t r = i * P.sh + a * P.dh - P.pt, x = j * P.sw + b * P.dw - P.pl;
+          tap[a * kw + b] = (r < 0 || r >= P.H || x < 0 || x >= P.W) ? zeros : P.p.input + P.P_in * (r + P.H * x);
+        }
+      cf_direct_pixel(d, taps, tap, out);
+      if (P.span_act) activate_span(P.p.activation, out, P.P_out);
+      i += 1;
+      continue;
+    }
+    if (P.span_act)
+      for (index_t k = 0; k < J; ++k) activate_span(P.p.activation, out + k * P.P_out, P.P_out);
+    i += J;
+  }
+}
+
+// The input region of output tile (rows [i0, i0 + TR), cols [j0, j0 + TC))
+// for lane group `grp` -> B[col][row][WD], zero where it is padding.
+DW_TARGET void pack_cf_region(const FastPlan& P, index_t grp, index_t i0, index_t j0, index_t rr,
+                              index_t rc, double* B) {
+  const index_t o0 = grp * WD;
+  const index_t lanes = std::min<index_t>(WD, P.P_out - o0);
+  const bool contiguous = P.contiguous[grp] != 0;
+  const index_t lane0 = P.in_lane[o0];
+  const index_t r_first = i0 * P.sh - P.pt, c_first = j0 * P.sw - P.pl;
+  // Region rows that fall inside the image.
+  const index_t lo = clamp_index(-r_first, 0, rr), hi = clamp_index(P.H - r_first, lo, rr);
+  for (index_t xc = 0; xc < rc; ++xc) {
+    double* d = B + xc * rr * WD;
+    const index_t x = c_first + xc;
+    if (x < 0 || x >= P.W) {
+      std::fill(d, d + rr * WD, 0.0);
+      continue;
+    }
+    std::fill(d, d + lo * WD, 0.0);
+    std::fill(d + hi * WD, d + rr * WD, 0.0);
+    const double* src = P.p.input + P.P_in * (r_first + P.H * x);
+    for (index_t r = lo; r < hi; ++r) {
+      const double* px = src + P.P_in * r;
+      if (contiguous && lanes == WD) {
+        V::store(d + r * WD, V::load(px + lane0));
+      } else if (contiguous) {
+        V::store(d + r * WD, V::load_lanes(px + lane0, 0, lanes));
+      } else {
+        for (index_t l = 0; l < WD; ++l) d[r * WD + l] = l < lanes ? px[P.in_lane[o0 + l]] : 0.0;
+      }
+    }
+  }
+}
+
+// One unit: an output tile, for a range of lane groups. Per group the
+// tile's input region is packed (its cache lines are shared with the next
+// group, so they are read from memory about once) and every output column
+// of the tile computed from it.
+DW_TARGET void run_cf_unit(const FastPlan& P, index_t tile, index_t g0, index_t g1, double* scratch) {
+  const index_t tr = tile / P.tiles_c, tc = tile % P.tiles_c;
+  const index_t i0 = tr * P.tile_rows, j0 = tc * P.tile_cols;
+  const index_t rows = std::min(P.tile_rows, P.OH - i0), ncols = std::min(P.tile_cols, P.OW - j0);
+  const index_t rr = (rows - 1) * P.sh + static_cast<index_t>(P.kh - 1) * P.dh + 1;
+  const index_t rc = (ncols - 1) * P.sw + static_cast<index_t>(P.kw - 1) * P.dw + 1;
+  double* B = scratch;
+  const double* cols[16];
+  const double** colp = P.kw <= 16 ? cols : reinterpret_cast<const double**>(scratch + P.slot);
+  CfColumn t;
+  t.cols = colp;
+  t.step = P.P_out;
+  t.rows = rows;
+  t.act = P.fused_act;
+  t.kh = P.kh;
+  t.kw = P.kw;
+  t.sh = P.sh;
+  t.dh = P.dh;
+  for (index_t grp = g0; grp < g1; ++grp) {
+    const index_t o0 = grp * WD;
+    pack_cf_region(P, grp, i0, j0, rr, rc, B);
+    t.w = P.wpack.data() + grp * P.kh * P.kw * WD;
+    t.bias = P.bpack.data() + grp * WD;
+    t.lanes = std::min<index_t>(WD, P.P_out - o0);
+    for (index_t jl = 0; jl < ncols; ++jl) {
+      for (int b = 0; b < P.kw; ++b) colp[b] = B + (jl * P.sw + b * P.dw) * rr * WD;
+      t.out = P.p.output + P.P_out * (i0 + P.OH * (j0 + jl)) + o0;
+      cf_dispatch(t, P.jmax);
+      if (P.span_act)
+        for (index_t i = 0; i < rows; ++i) activate_span(P.p.activation, t.out + i * P.P_out, t.lanes);
+    }
+  }
+}
+
+}  // namespace
+
+DW_TARGET void run_units(const FastPlan& P, index_t first, index_t last, double* scratch) {
+  for (index_t u = first; u < last; ++u) {
+    if (P.planar) {
+      const index_t plane = u / P.bands, band = u % P.bands;
+      const index_t j0 = band * P.band_cols;
+      run_planar_unit(P, plane, j0, std::min(P.OW, j0 + P.band_cols), scratch);
+    } else if (P.cf_direct) {
+      // chunk-major, then column, then row band
+      const index_t chunk = u / (P.OW * P.bands), rest = u % (P.OW * P.bands);
+      const index_t j = rest / P.bands, band = rest % P.bands;
+      const index_t i0 = band * P.band_cols, g0 = chunk * P.chunk_groups;
+      run_cf_direct_unit(P, j, i0, std::min(P.OH, i0 + P.band_cols), g0,
+                         std::min(P.lanes_groups, g0 + P.chunk_groups), scratch);
+    } else {
+      const index_t tile = u / P.chunks, chunk = u % P.chunks;
+      const index_t g0 = chunk * P.chunk_groups;
+      run_cf_unit(P, tile, g0, std::min(P.lanes_groups, g0 + P.chunk_groups), scratch);
+    }
+  }
+}
+
+}  // namespace DW_NS
+}  // namespace depthwise

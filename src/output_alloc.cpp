@@ -1,0 +1,251 @@
+#include "output_alloc.h"
+
+#include <R_ext/Rallocators.h>
+#include <R_ext/Rdynload.h>
+#include <Rinternals.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+
+#if defined(__linux__)
+#include <dlfcn.h>
+#include <sys/mman.h>
+#include <unistd.h>
+#define DEPTHWISE_CUSTOM_ALLOC 1
+#else
+#define DEPTHWISE_CUSTOM_ALLOC 0
+#endif
+
+namespace depthwise {
+
+#if DEPTHWISE_CUSTOM_ALLOC
+namespace {
+
+// Outputs below this size use R's allocator (its small-vector pools and
+// malloc reuse memory well enough there).
+constexpr std::size_t min_custom_bytes = std::size_t(128) << 10;
+constexpr std::size_t max_cached_blocks = 1024;
+constexpr std::uint64_t block_magic = 0x6477616c6c6f6321ULL;
+
+// Written just before the pointer handed to R, so mem_free can find the
+// mapping the block lives in.
+struct BlockMeta {
+  void* base;
+  std::size_t length;
+  std::uint64_t magic;
+  std::uint64_t unused[5];
+};
+static_assert(sizeof(BlockMeta) == 64, "BlockMeta must be 64 bytes");
+
+struct Mapping {
+  void* base;
+  std::size_t length;
+};
+
+struct Cache {
+  std::vector<Mapping> blocks;  // oldest first
+  std::size_t cached_bytes = 0, live_bytes = 0, live_blocks = 0;
+  double hits = 0, misses = 0;
+  std::size_t cap = 0;
+  std::size_t pending_data_bytes = 0;  // data size of the allocation in progress
+  std::size_t since_gc = 0;             // bytes handed out since the last collection
+  double collections = 0;
+};
+
+// R does not count memory from allocVector3() towards its own collection
+// trigger, so outputs that are already garbage would only be collected
+// (and their blocks become reusable) when R's other allocations happen to
+// trigger a collection. alloc_output() therefore asks R for a collection
+// of the youngest generation (where outputs that died since the last one
+// are) after every gc_every bytes it has handed out; R escalates to older
+// generations on its own schedule. A full collection (R_gc()) would cost
+// tens of milliseconds in a session with many objects.
+constexpr std::size_t gc_every = std::size_t(256) << 20;
+
+std::size_t default_cap() {
+  // 1 GiB, or an eighth of physical memory when that is smaller.
+  std::size_t cap = std::size_t(1) << 30;
+  const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+  if (pages > 0 && page > 0) cap = std::min(cap, static_cast<std::size_t>(pages) / 8 * static_cast<std::size_t>(page));
+  return cap;
+}
+
+// Never destroyed: R may free outputs while the process exits.
+Cache& cache() {
+  static Cache* c = [] {
+    Cache* made = new Cache;
+    made->cap = default_cap();
+    return made;
+  }();
+  return *c;
+}
+
+std::size_t round_up(std::size_t v, std::size_t to) { return (v + to - 1) / to * to; }
+
+void unmap(const Mapping& m) { munmap(m.base, m.length); }
+
+// New blocks are plain anonymous mappings. Transparent huge pages
+// (MADV_HUGEPAGE) were tried: with free huge pages at hand a fresh block
+// faults in ~20x faster, but where memory is fragmented (THP defrag
+// "madvise", the common default) every fault compacts memory synchronously
+// and a 4 MiB block took ~10 ms instead of ~2 ms. Reuse of collected
+// blocks is what removes the cost, so blocks are not madvised.
+void* map_block(std::size_t need, Mapping& m) {
+  const std::size_t page = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
+  m.length = round_up(need, page);
+  void* p = mmap(nullptr, m.length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) return nullptr;
+  m.base = p;
+  return p;
+}
+
+void* mem_alloc(R_allocator_t*, std::size_t size) {
+  Cache& c = cache();
+  // R's header (allocator copy, vector header) comes first, then the data;
+  // place the block so the data starts on a 64-byte boundary.
+  const std::size_t header = size >= c.pending_data_bytes ? size - c.pending_data_bytes : 0;
+  const std::size_t need = sizeof(BlockMeta) + 64 + size;
+  Mapping m{nullptr, 0};
+  std::size_t best = c.blocks.size();
+  for (std::size_t k = 0; k < c.blocks.size(); ++k) {
+    const std::size_t len = c.blocks[k].length;
+    // Reuse a block that fits without wasting more than about a quarter.
+    if (len >= need && len <= need + need / 4 + (std::size_t(1) << 20) &&
+        (best == c.blocks.size() || len < c.blocks[best].length))
+      best = k;
+  }
+  if (best < c.blocks.size()) {
+    m = c.blocks[best];
+    c.blocks.erase(c.blocks.begin() + static_cast<std::ptrdiff_t>(best));
+    c.cached_bytes -= m.length;
+    c.hits += 1;
+  } else {
+    if (!map_block(need, m)) {
+      // Out of address space or memory: give cached blocks back and retry once.
+      release_output_cache();
+      if (!map_block(need, m)) return nullptr;
+    }
+    c.misses += 1;
+  }
+  const std::uintptr_t base = reinterpret_cast<std::uintptr_t>(m.base);
+  const std::uintptr_t data = round_up(base + sizeof(BlockMeta) + header, 64);
+  char* block = reinterpret_cast<char*>(data - header);
+  BlockMeta* meta = reinterpret_cast<BlockMeta*>(block - sizeof(BlockMeta));
+  meta->base = m.base;
+  meta->length = m.length;
+  meta->magic = block_magic;
+  c.live_bytes += m.length;
+  c.live_blocks += 1;
+  return block;
+}
+
+void mem_free(R_allocator_t*, void* block) {
+  if (!block) return;
+  Cache& c = cache();
+  BlockMeta* meta = reinterpret_cast<BlockMeta*>(static_cast<char*>(block) - sizeof(BlockMeta));
+  if (meta->magic != block_magic) return;  // not ours: never happens; do no harm
+  meta->magic = 0;
+  const Mapping m{meta->base, meta->length};
+  c.live_bytes -= m.length;
+  c.live_blocks -= 1;
+  if (m.length > c.cap) {
+    unmap(m);
+    return;
+  }
+  while (!c.blocks.empty() &&
+         (c.cached_bytes + m.length > c.cap || c.blocks.size() >= max_cached_blocks)) {
+    unmap(c.blocks.front());
+    c.cached_bytes -= c.blocks.front().length;
+    c.blocks.erase(c.blocks.begin());
+  }
+  c.blocks.push_back(m);
+  c.cached_bytes += m.length;
+}
+
+R_allocator_t allocator = {mem_alloc, mem_free, nullptr, nullptr};
+
+// base::gc(verbose = FALSE, reset = FALSE, full = FALSE).
+void minor_gc() {
+  SEXP fn = PROTECT(Rf_findFun(Rf_install("gc"), R_BaseEnv));
+  SEXP call = PROTECT(Rf_lang4(fn, Rf_ScalarLogical(FALSE), Rf_ScalarLogical(FALSE), Rf_ScalarLogical(FALSE)));
+  Rf_eval(call, R_BaseEnv);
+  UNPROTECT(2);
+}
+
+}  // namespace
+
+SEXP alloc_output(R_xlen_t n) {
+  const std::size_t bytes = static_cast<std::size_t>(n) * sizeof(double);
+  if (bytes < min_custom_bytes) return Rf_allocVector(REALSXP, n);
+  Cache& c = cache();
+  if (c.since_gc + bytes > gc_every) {
+    minor_gc();  // returns unreachable outputs' blocks to the cache
+    c.since_gc = 0;
+    c.collections += 1;
+  }
+  c.since_gc += bytes;
+  c.pending_data_bytes = bytes;
+  return Rf_allocVector3(REALSXP, n, &allocator);
+}
+
+OutputCacheStats output_cache_stats() {
+  const Cache& c = cache();
+  OutputCacheStats s;
+  s.cached_bytes = static_cast<double>(c.cached_bytes);
+  s.live_bytes = static_cast<double>(c.live_bytes);
+  s.cached_blocks = static_cast<double>(c.blocks.size());
+  s.live_blocks = static_cast<double>(c.live_blocks);
+  s.hits = c.hits;
+  s.misses = c.misses;
+  s.cap_bytes = static_cast<double>(c.cap);
+  s.collections = c.collections;
+  s.enabled = true;
+  return s;
+}
+
+void release_output_cache() {
+  Cache& c = cache();
+  for (const Mapping& m : c.blocks) unmap(m);
+  c.blocks.clear();
+  c.cached_bytes = 0;
+}
+
+double set_output_cache_cap(double bytes) {
+  Cache& c = cache();
+  const double old = static_cast<double>(c.cap);
+  c.cap = bytes <= 0 ? 0 : static_cast<std::size_t>(bytes);
+  while (!c.blocks.empty() && c.cached_bytes > c.cap) {
+    unmap(c.blocks.front());
+    c.cached_bytes -= c.blocks.front().length;
+    c.blocks.erase(c.blocks.begin());
+  }
+  return old;
+}
+
+// Outputs made by mem_alloc keep a pointer to mem_free, which R calls when
+// it collects them. If the package's shared library were unloaded while
+// such outputs are alive, that pointer would dangle; so on unload the
+// library is kept in memory (RTLD_NODELETE) when any of them is alive.
+bool pin_library_if_needed() {
+  release_output_cache();
+  if (cache().live_blocks == 0) return false;
+  Dl_info info;
+  if (dladdr(reinterpret_cast<void*>(&mem_free), &info) && info.dli_fname)
+    dlopen(info.dli_fname, RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE);
+  return true;
+}
+
+#else  // no custom allocator on this platform
+
+SEXP alloc_output(R_xlen_t n) { return Rf_allocVector(REALSXP, n); }
+OutputCacheStats output_cache_stats() { return OutputCacheStats(); }
+void release_output_cache() {}
+double set_output_cache_cap(double) { return 0; }
+bool pin_library_if_needed() { return false; }
+
+#endif
+
+}  // namespace depthwise
+
+extern "C" void R_unload_depthwise(DllInfo*) { depthwise::pin_library_if_needed(); }

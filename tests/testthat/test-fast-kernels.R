@@ -1,0 +1,215 @@
+# The optimised kernels (src/kernel_impl.h) on every path they have, at
+# every instruction set this CPU can run, against the reference kernel and
+# the plain-R loop.
+
+fast_run <- function(x, kernel, bias, strides = c(1, 1), dilation = c(1, 1), padding = "same",
+                     data_format = "channels_last", activation = "linear", threads = 1L,
+                     reference = FALSE) {
+  code <- match(activation, dw_activation_names()) - 1L
+  dw_forward(x, kernel, bias, as.integer(rep_len(strides, 2)), as.integer(rep_len(dilation, 2)),
+             if (padding == "same") 1L else 0L, data_format == "channels_first", code,
+             as.integer(threads), reference)
+}
+
+# Instruction sets to exercise: the baseline always, plus what the CPU has.
+isa_levels <- function() {
+  detected <- dw_isa()[["detected"]]
+  c("baseline", if (detected %in% c("avx2", "avx512")) "avx2", if (detected == "avx512") "avx512")
+}
+
+with_isa <- function(isa, code) {
+  old <- dw_set_isa(isa)
+  on.exit(dw_set_isa(old), add = TRUE)
+  force(code)
+}
+
+make_case <- function(dims, kh, kw, C, M, seed) {
+  set.seed(seed)
+  list(x = array(rnorm(prod(dims)), dims),
+       kernel = array(rnorm(kh * kw * C * M), c(kh, kw, C, M)),
+       bias = rnorm(C * M))
+}
+
+# Each row is a path: kernel size (3x3 / 5x5 tiles, general fallback),
+# strides and dilation (specialised pairs and others), depth multiplier,
+# batch, layout (channels_last in place / strided copy; channels_first
+# direct with affine or mapped lanes, or packed), partial vectors and
+# tiny outputs.
+path_cases <- read.table(header = TRUE, stringsAsFactors = FALSE, text = "
+name                     fmt   N  H   W   C  kh kw sh sw dh dw M pad
+cl_3x3_same              last  1  23  19  5  3  3  1  1  1  1  1 same
+cl_3x3_valid_batch       last  4  10  10  12 3  3  1  1  1  1  1 valid
+cl_3x3_batch3_odd        last  3  17  9   2  3  3  1  1  1  1  1 same
+cl_5x5_same              last  2  14  21  3  5  5  1  1  1  1  1 same
+cl_3x3_dil2              last  4  20  18  3  3  3  1  1  2  2  1 same
+cl_5x5_dil2              last  1  25  24  2  5  5  1  1  2  2  1 valid
+cl_3x3_stride2           last  1  29  30  4  3  3  2  2  1  1  1 same
+cl_3x3_stride2_batch     last  3  16  17  2  3  3  2  2  1  1  1 same
+cl_5x5_stride2           last  2  23  22  2  5  5  2  2  1  1  1 same
+cl_3x3_stride_rows3      last  2  19  13  2  3  3  3  1  1  1  1 same
+cl_3x3_stride_cols2      last  1  13  21  2  3  3  1  2  1  1  1 valid
+cl_3x3_m2                last  4  12  12  3  3  3  1  1  1  1  2 valid
+cl_3x3_m3                last  1  11  9   2  3  3  1  1  1  1  3 same
+cl_general_7x7           last  2  15  16  2  7  7  1  1  1  1  1 same
+cl_general_2x4           last  3  9   11  3  2  4  1  1  1  1  2 same
+cl_general_1x1           last  2  6   5   3  1  1  1  1  1  1  1 valid
+cl_general_3x3_s2d2      last  1  21  21  2  3  3  2  2  2  2  1 same
+cl_tiny_1x1_out          last  3  3   3   4  3  3  1  1  1  1  1 valid
+cl_tiny_short_cols       last  1  2   9   3  3  3  1  1  1  1  1 same
+cf_3x3_direct            first 1  13  12  70 3  3  1  1  1  1  1 same
+cf_3x3_direct_tail       first 1  9   11  66 3  3  1  1  1  1  1 same
+cf_3x3_small_block       first 4  10  10  12 3  3  1  1  1  1  1 valid
+cf_5x5_direct            first 2  12  13  35 5  5  1  1  1  1  1 same
+cf_3x3_stride2           first 1  17  18  20 3  3  2  2  1  1  1 same
+cf_3x3_dil2              first 4  15  14  16 3  3  1  1  2  2  1 same
+cf_5x5_stride2           first 1  15  15  9  5  5  2  2  1  1  1 same
+cf_3x3_m2_affine         first 4  9   8   5  3  3  1  1  1  1  2 valid
+cf_3x3_m2_mapped         first 1  9   8   37 3  3  1  1  1  1  2 same
+cf_3x3_m3_mapped_batch3  first 3  7   9   5  3  3  1  1  1  1  3 same
+cf_general_7x7           first 1  12  13  9  7  7  1  1  1  1  1 same
+cf_general_2x3_s3        first 2  11  10  6  2  3  3  1  1  1  1 same
+cf_packed_large_image    first 1  70  66  3  3  3  1  1  1  1  1 same
+cf_packed_5x5            first 2  68  64  2  5  5  1  1  1  1  1 same
+cf_tiny_1x1_out          first 2  3   3   7  3  3  1  1  1  1  1 valid
+")
+
+case_input <- function(row) {
+  dims <- if (row$fmt == "first") c(row$N, row$C, row$H, row$W) else c(row$N, row$H, row$W, row$C)
+  make_case(dims, row$kh, row$kw, row$C, row$M, seed = nchar(row$name) * 97 + row$H)
+}
+
+run_case <- function(row, inp, ..., reference = FALSE) {
+  fast_run(inp$x, inp$kernel, inp$bias, c(row$sh, row$sw), c(row$dh, row$dw), row$pad,
+           if (row$fmt == "first") "channels_first" else "channels_last", ..., reference = reference)
+}
+
+test_that("every fast path matches the reference kernel at every instruction set", {
+  checked <- 0L
+  for (k in seq_len(nrow(path_cases))) {
+    row <- path_cases[k, ]
+    inp <- case_input(row)
+    expected <- run_case(row, inp, reference = TRUE)
+    for (isa in isa_levels()) {
+      got <- with_isa(isa, run_case(row, inp))
+      label <- paste(row$name, isa)
+      expect_identical(dim(got), dim(expected), label = label)
+      expect_lt(scale_rel_diff(got, expected), 1e-12, label = label)
+      checked <- checked + 1L
+    }
+  }
+  expect_equal(checked, nrow(path_cases) * length(isa_levels()))
+})
+
+test_that("the reference kernel agrees with the plain-R formula on the path cases", {
+  # Ties the C++ oracle used above to the formula itself (small cases only).
+  for (name in c("cl_3x3_stride2", "cl_3x3_m2", "cf_3x3_m2_mapped", "cf_3x3_dil2", "cl_general_2x4")) {
+    row <- path_cases[path_cases$name == name, ]
+    inp <- case_input(row)
+    fmt <- if (row$fmt == "first") "channels_first" else "channels_last"
+    expected <- ref_depthwise(inp$x, inp$kernel, inp$bias, c(row$sh, row$sw), c(row$dh, row$dw), row$pad, fmt)
+    expect_equal(run_case(row, inp), expected, tolerance = 1e-12, label = name)
+  }
+})
+
+test_that("results are identical at 1, 2, 3 and 4 threads on every layout", {
+  for (name in c("cl_3x3_same", "cl_3x3_stride2", "cl_5x5_same", "cf_3x3_direct", "cf_3x3_m2_mapped",
+                 "cf_packed_large_image", "cl_general_7x7")) {
+    row <- path_cases[path_cases$name == name, ]
+    inp <- case_input(row)
+    one <- run_case(row, inp, threads = 1L)
+    for (th in 2:4) expect_identical(run_case(row, inp, threads = th), one, label = paste(name, th))
+  }
+  # Few planes and big ones: the work is split into column bands.
+  set.seed(7)
+  x <- array(rnorm(1 * 300 * 260 * 2), c(1, 300, 260, 2))
+  kernel <- array(rnorm(9 * 2), c(3, 3, 2, 1))
+  one <- fast_run(x, kernel, NULL, threads = 1L)
+  for (th in 2:4) expect_identical(fast_run(x, kernel, NULL, threads = th), one)
+  expect_lt(scale_rel_diff(one, fast_run(x, kernel, NULL, reference = TRUE)), 1e-12)
+  xf <- aperm(x, c(1, 4, 2, 3))
+  one <- fast_run(xf, kernel, NULL, data_format = "channels_first", threads = 1L)
+  for (th in 2:4) expect_identical(fast_run(xf, kernel, NULL, data_format = "channels_first", threads = th), one)
+})
+
+test_that("fused and span activations match the reference, NaN and -0 included", {
+  row <- path_cases[path_cases$name == "cl_3x3_same", ]
+  inp <- case_input(row)
+  inp$x[1, 5, 5, 2] <- NaN
+  inp$x[1, 9, 3, 1] <- -Inf
+  for (fmt in c("last", "first")) {
+    row$fmt <- fmt
+    x <- if (fmt == "first") aperm(inp$x, c(1, 4, 2, 3)) else inp$x
+    for (act in c("relu", "relu6", "tanh", "silu", "softmax")) {
+      expected <- run_case(row, list(x = x, kernel = inp$kernel, bias = inp$bias), activation = act, reference = TRUE)
+      for (isa in isa_levels()) {
+        got <- with_isa(isa, run_case(row, list(x = x, kernel = inp$kernel, bias = inp$bias), activation = act))
+        label <- paste(fmt, act, isa)
+        expect_identical(is.nan(got), is.nan(expected), label = label)
+        expect_gt(sum(is.nan(expected)), 0)
+        # Infinities exactly, finite values to 1e-12 of the output's scale.
+        inf <- is.infinite(expected)
+        expect_identical(got[inf], expected[inf], label = label)
+        ok <- is.finite(expected)
+        expect_true(all(is.finite(got[ok])), label = label)
+        expect_lt(max(abs(got[ok] - expected[ok])) / max(1, max(abs(expected[ok]))), 1e-12, label = label)
+      }
+    }
+  }
+  # relu keeps -0 as the reference does (v < 0 is false for -0).
+  x <- array(0, c(1, 4, 4, 1))
+  k <- array(0, c(3, 3, 1, 1))
+  y <- fast_run(x, k, -0, activation = "relu", padding = "valid")
+  expect_identical(1 / y, 1 / fast_run(x, k, -0, activation = "relu", padding = "valid", reference = TRUE))
+})
+
+test_that("non-finite weights give the reference result (padding must not meet 0 * Inf)", {
+  x <- array(1, c(1, 5, 5, 2))
+  kernel <- array(1, c(3, 3, 2, 1))
+  kernel[1, 1, 1, 1] <- Inf
+  y <- fast_run(x, kernel, NULL)
+  expect_identical(y, fast_run(x, kernel, NULL, reference = TRUE))
+  # The top-left output only meets the Inf weight through padding.
+  expect_equal(y[1, 1, 1, 1], 4)
+  expect_equal(y[1, 3, 3, 1], Inf)
+})
+
+test_that("large outputs come from the recycling allocator and behave as R vectors", {
+  skip_if(dw_output_cache()[["enabled"]] == 0, "no custom output allocator on this platform")
+  set.seed(11)
+  x <- array(rnorm(1 * 64 * 64 * 8), c(1, 64, 64, 8))  # output 256 KiB
+  kernel <- array(rnorm(9 * 8), c(3, 3, 8, 1))
+  expected <- fast_run(x, kernel, NULL, reference = TRUE)
+  before <- dw_output_cache()
+  ys <- lapply(1:5, function(i) fast_run(x, kernel, NULL))
+  after <- dw_output_cache()
+  expect_gte(after[["live_blocks"]], before[["live_blocks"]] + 5)
+  for (y in ys) expect_lt(scale_rel_diff(y, expected), 1e-12)
+  # Copies, modification and serialisation work as for any vector.
+  y <- ys[[1]]
+  z <- y
+  z[1] <- 42
+  expect_false(identical(y[1], 42))
+  path <- tempfile(fileext = ".rds")
+  on.exit(unlink(path), add = TRUE)
+  saveRDS(y, path)
+  expect_identical(readRDS(path), y)
+  # Once unreachable and collected, blocks return to the cache and are reused.
+  rm(ys, y, z)
+  invisible(gc())
+  collected <- dw_output_cache()
+  expect_lt(collected[["live_blocks"]], after[["live_blocks"]])
+  expect_gte(collected[["cached_blocks"]], 1)
+  y2 <- fast_run(x, kernel, NULL)
+  expect_gt(dw_output_cache()[["hits"]], collected[["hits"]])
+  expect_lt(scale_rel_diff(y2, expected), 1e-12)
+  # Releasing the cache gives the blocks back.
+  expect_equal(dw_output_cache(release = TRUE)[["cached_blocks"]], 0)
+})
+
+test_that("the instruction set can be lowered and restored", {
+  old <- dw_set_isa("baseline")
+  expect_identical(dw_isa()[["active"]], "baseline")
+  dw_set_isa(old)
+  expect_identical(dw_isa()[["active"]], old)
+  expect_error(dw_set_isa("sse9"), "unknown instruction set")
+})

@@ -1,0 +1,75 @@
+# Thread settings: get/set, option, environment, OpenMP limits, R CMD check
+# cap, small-work rule.
+
+test_that("set_depthwise_threads() sets the option and returns the old value invisibly", {
+  withr::local_options(depthwise.num_threads = NULL)
+  withr::local_envvar(DEPTHWISE_NUM_THREADS = NA, OMP_THREAD_LIMIT = NA, OMP_NUM_THREADS = NA,
+                      `_R_CHECK_LIMIT_CORES_` = NA)
+  default <- get_depthwise_threads()
+  expect_gte(default, 1L)
+  expect_invisible(old <- set_depthwise_threads(1))
+  expect_identical(old, default)
+  expect_identical(getOption("depthwise.num_threads"), 1L)
+  expect_identical(get_depthwise_threads(), 1L)
+  expect_identical(set_depthwise_threads(NULL), 1L)
+  expect_null(getOption("depthwise.num_threads"))
+  expect_identical(get_depthwise_threads(), default)
+})
+
+test_that("the default is the number of physical cores, capped by the OpenMP limit", {
+  withr::local_options(depthwise.num_threads = NULL)
+  withr::local_envvar(DEPTHWISE_NUM_THREADS = NA, OMP_THREAD_LIMIT = NA, OMP_NUM_THREADS = NA,
+                      `_R_CHECK_LIMIT_CORES_` = NA)
+  physical <- parallel::detectCores(logical = FALSE)
+  if (is.na(physical)) physical <- parallel::detectCores()
+  expect_identical(get_depthwise_threads(), as.integer(max(1L, min(physical, dw_max_threads()))))
+})
+
+test_that("options(), then the environment variable, choose the count; both are validated", {
+  withr::local_envvar(DEPTHWISE_NUM_THREADS = "1", OMP_THREAD_LIMIT = NA, OMP_NUM_THREADS = NA,
+                      `_R_CHECK_LIMIT_CORES_` = NA)
+  withr::local_options(depthwise.num_threads = NULL)
+  expect_identical(get_depthwise_threads(), 1L)
+  withr::local_options(depthwise.num_threads = 1L)
+  expect_identical(get_depthwise_threads(), 1L)
+  withr::local_options(depthwise.num_threads = 0)
+  expect_error(get_depthwise_threads(), class = "depthwise_error_value")
+  withr::local_options(depthwise.num_threads = NULL)
+  withr::local_envvar(DEPTHWISE_NUM_THREADS = "lots")
+  expect_error(get_depthwise_threads(), class = "depthwise_error")
+  expect_error(set_depthwise_threads(-1), class = "depthwise_error_value")
+  expect_error(set_depthwise_threads("two"), class = "depthwise_error_type")
+})
+
+test_that("requests above the caps are reduced: cores, OMP_THREAD_LIMIT, OMP_NUM_THREADS, R CMD check", {
+  withr::local_options(depthwise.num_threads = 64L)
+  withr::local_envvar(DEPTHWISE_NUM_THREADS = NA, OMP_THREAD_LIMIT = NA, OMP_NUM_THREADS = NA,
+                      `_R_CHECK_LIMIT_CORES_` = NA)
+  logical <- parallel::detectCores(logical = TRUE)
+  expect_lte(get_depthwise_threads(), logical)
+  expect_lte(get_depthwise_threads(), dw_max_threads())
+  withr::with_envvar(c(OMP_THREAD_LIMIT = "1"), expect_identical(get_depthwise_threads(), 1L))
+  withr::with_envvar(c(OMP_NUM_THREADS = "1,2"), expect_identical(get_depthwise_threads(), 1L))
+  withr::with_envvar(c(OMP_NUM_THREADS = "junk"), expect_gte(get_depthwise_threads(), 1L))
+  withr::with_envvar(c(`_R_CHECK_LIMIT_CORES_` = "TRUE"), expect_lte(get_depthwise_threads(), 2L))
+  withr::with_envvar(c(`_R_CHECK_LIMIT_CORES_` = "false"),
+                     expect_identical(get_depthwise_threads(), as.integer(min(64L, logical, dw_max_threads()))))
+})
+
+test_that("small work runs on one thread, large work on the setting", {
+  withr::local_options(depthwise.num_threads = 2L)
+  withr::local_envvar(OMP_THREAD_LIMIT = NA, OMP_NUM_THREADS = NA, `_R_CHECK_LIMIT_CORES_` = NA)
+  expect_identical(threads_for_work(1000), 1L)
+  expect_identical(threads_for_work(parallel_work_threshold - 1), 1L)
+  expect_identical(threads_for_work(1e9), get_depthwise_threads())
+})
+
+test_that("a layer gives the same numbers whatever the thread setting", {
+  withr::local_envvar(OMP_THREAD_LIMIT = NA, OMP_NUM_THREADS = NA, `_R_CHECK_LIMIT_CORES_` = NA)
+  set.seed(5)
+  x <- array(rnorm(2 * 40 * 40 * 16), c(2, 40, 40, 16))
+  layer <- layer_depthwise_conv_2d(kernel_size = 3, padding = "same", depth_multiplier = 2)
+  y1 <- withr::with_options(list(depthwise.num_threads = 1L), layer(x))
+  y2 <- withr::with_options(list(depthwise.num_threads = 2L), layer(x))
+  expect_identical(y1, y2)
+})
