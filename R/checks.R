@@ -8,7 +8,7 @@ is_whole <- function(x) {
 # One or two positive whole numbers (vector or list) -> integer(2).
 check_int_pair <- function(x, arg = rlang::caller_arg(x), call = rlang::caller_env()) {
   force(arg)  # before `x` changes below, or the message names `<dbl>` instead of the argument
-  if (is.list(x) && !is.data.frame(x) && all(vapply(x, function(v) length(v) == 1L, TRUE))) {
+  if (is.list(x) && !is.data.frame(x) && all(vapply(x, function(v) is.atomic(v) && length(v) == 1L, TRUE))) {
     x <- unlist(x, use.names = FALSE)
   }
   what <- sprintf("`%s` must be one or two positive whole numbers", arg)

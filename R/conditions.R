@@ -48,7 +48,9 @@ format_value_unsafe <- function(x) {
   if (is.character(x) && any(nchar(x, type = "bytes", allowNA = TRUE) > 80, na.rm = TRUE)) {
     return(sprintf("a character vector of length %d with long strings", length(x)))
   }
-  text <- deparse1(x, width.cutoff = 60L)
+  # nlines: deparse() is quadratic in nesting and would print every
+  # attribute in full; the message shows 80 characters of it at most.
+  text <- paste(deparse(x, width.cutoff = 60L, nlines = 2L), collapse = " ")
   if (nchar(text, type = "bytes") > 80) text <- paste0(substr(text, 1, 77), "...")
   text
 }

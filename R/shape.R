@@ -22,9 +22,16 @@ shape <- function(...) {
   new_shape(dims)
 }
 
-shape_values <- function(v, call = rlang::caller_env(2)) {
+shape_values <- function(v, call = rlang::caller_env(2), depth = 0L) {
   if (is.null(v)) return(NA_integer_)
-  if (is.list(v)) return(unlist(lapply(v, shape_values, call = call), use.names = FALSE))
+  if (is.list(v)) {
+    # A list of lists of ... 10^4 deep would overflow the C stack.
+    if (depth >= 64L) {
+      abort_depthwise(c("Shape sizes must be numbers, or lists of them nested at most 64 deep",
+                        x = "You supplied a list nested deeper than that."), "value", call = call)
+    }
+    return(unlist(lapply(v, shape_values, call = call, depth = depth + 1L), use.names = FALSE))
+  }
   # NA means unknown; NaN is a failed computation, not an unknown size.
   ok <- (is.numeric(v) || is.logical(v) && all(is.na(v))) &&
     all((is.na(v) & !is.nan(v)) | (is.finite(v) & v == trunc(v) & v >= 0 & v <= .Machine$integer.max))

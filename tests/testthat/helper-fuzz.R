@@ -23,6 +23,15 @@ fv <- function(value, label) list(value = value, label = label)
 
 pick <- function(x) x[[sample.int(length(x), 1L)]]
 
+# list(list(list(... 3))) 20000 deep: recursive code on it overflows the C stack.
+deep_list <- local({
+  value <- NULL
+  function() {
+    if (is.null(value)) value <<- Reduce(function(v, i) list(v), seq_len(20000), 3)
+    value
+  }
+})
+
 # Bad or odd values of every kind, each made fresh by a function.
 fuzz_scalar_table <- function() {
   invalid_utf8 <- rawToChar(as.raw(c(0x66, 0xff, 0xfe)))
@@ -39,6 +48,7 @@ fuzz_scalar_table <- function() {
     fv("\u540d\u524d", "CJK string"), fv(c("a", "b"), "c(\"a\", \"b\")"),
     fv(NULL, "NULL"), fv(list(), "list()"), fv(list(1), "list(1)"), fv(list(NULL), "list(NULL)"),
     fv(list(1, "a"), "list(1, \"a\")"), fv(list(list(2)), "list(list(2))"),
+    fv(deep_list(), "list nested 20000 deep"),
     fv(list(a = 2, b = 3), "named list"), fv(function(...) 1, "function"),
     fv(new.env(), "environment"), fv(quote(x), "symbol"), fv(y ~ x, "formula"),
     fv(factor("a"), "factor"), fv(structure(3, class = "foo"), "classed 3"),
