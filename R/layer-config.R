@@ -134,6 +134,7 @@ from_config <- function(config) {
     )
   }
   class_name <- attr(config, "class_name") %||% if ("layers" %in% names(config)) "Sequential" else "DepthwiseConv2D"
+  if (!is.character(class_name) || length(class_name) != 1L || is.na(class_name)) class_name <- "?"
   switch(class_name,
     DepthwiseConv2D = layer_from_config(config),
     Sequential = model_from_config(config),
@@ -160,6 +161,10 @@ layer_from_config <- function(config, call = rlang::caller_env()) {
   for (key in c("depthwise_constraint", "bias_constraint")) {
     config[key] <- list(deserialize_object(config[[key]], "constraint", key, call))
   }
+  # Keys a config leaves out take the layer's defaults, as Keras' from_config does.
+  defaults <- formals(layer_depthwise_conv_2d)
+  defaults <- lapply(defaults[setdiff(names(defaults), c("object", "kernel_size", "..."))], eval)
+  config <- c(config, defaults[setdiff(names(defaults), names(config))])
   options <- c("name", "trainable", "dtype")
   args <- config[setdiff(names(config), options)]
   args <- lapply(args, function(v) if (is.list(v) && !is.function(v) && all(lengths(v) == 1L) &&

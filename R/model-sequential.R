@@ -59,7 +59,7 @@ keras_model_sequential <- function(input_shape = NULL, name = NULL, ...) {
     if (!is.list(layers)) {
       abort_depthwise(c("`layers` must be a list of layers", x = sprintf("You supplied %s.", format_value(layers))), "type")
     }
-    for (layer in layers) model_add(model, layer)
+    for (layer in layers) model_add(model, layer, arg = "layers")
   }
   model
 }
@@ -86,10 +86,10 @@ model_output_shape <- function(state) {
 
 # Appends `layer` to `model` in place; builds and checks it when the input
 # shape is known.
-model_add <- function(model, layer, call = rlang::caller_env()) {
+model_add <- function(model, layer, arg = "layer", call = rlang::caller_env()) {
   if (!inherits(layer, "depthwise_layer")) {
     abort_depthwise(
-      c("Only layers can be added to a sequential model",
+      c(sprintf("`%s` must be a layer: only layers can be added to a sequential model", arg),
         x = sprintf("You supplied %s.", format_value(layer))),
       "type", call = call
     )

@@ -563,6 +563,108 @@ target_layer_access <- function() {
 
 # Targets and their weights (how often each is drawn). Once sequential
 # models and get_config()/from_config() exist, add targets for them here.
+target_model <- function() {
+  cfg <- fuzz_good_config()
+  x <- fuzz_good_input(cfg)
+  known <- runif(1) < 0.5
+  shape_arg <- if (known) fv(dim(x)[-1], "good input_shape") else fv(NULL, "NULL")
+  step <- pick(list("input_shape", "add", "call", "predict"))
+  if (step == "input_shape") shape_arg <- fuzz_value()
+  layer <- if (step == "add" && runif(1) < 0.5) fuzz_value() else fv(do.call(layer_depthwise_conv_2d, cfg, quote = TRUE), "layer")
+  input <- if (step %in% c("call", "predict") && runif(1) < 0.6) fuzz_value() else fv(x, "good input")
+  batch <- if (step == "predict" && runif(1) < 0.5) fuzz_value() else fv(2, "2")
+  fuzz_case("keras_model_sequential", sprintf("%s: input_shape = %s, layer = %s, x = %s, batch_size = %s",
+                                               step, shape_arg$label, layer$label, input$label, batch$label),
+    run = function() {
+      model <- keras_model_sequential(input_shape = shape_arg$value)
+      model <- layer_depthwise_conv_2d(model, kernel_size = 1)
+      if (!is_layer(layer$value)) return(fuzz_ns()$model_add(model, layer$value))
+      fuzz_ns()$model_add(model, layer$value)
+      if (step == "predict") predict(model, input$value, batch_size = batch$value, verbose = 0) else model(input$value)
+    },
+    check = function(y) if (is.double(y) && length(dim(y)) == 4L) TRUE else "model output is not a 4D double array",
+    fuzzed = c(if (step == "input_shape") "input_shape", if (layer$label != "layer") c("layer", "object"),
+               if (input$label != "good input") c("inputs", "x", "object"), if (batch$label != "2") "batch_size")
+  )
+}
+
+target_from_config <- function() {
+  cfg <- fuzz_good_config()
+  layer <- do.call(layer_depthwise_conv_2d, cfg, quote = TRUE)
+  as_model <- runif(1) < 0.3
+  config <- if (as_model) {
+    get_config(keras_model_sequential(input_shape = dim(fuzz_good_input(cfg))[-1], layers = list(layer)))
+  } else {
+    get_config(layer)
+  }
+  keys <- names(config)
+  how <- pick(list("replace", "replace", "replace", "drop", "extra", "nested", "none"))
+  key <- pick(as.list(keys))
+  label <- switch(how, none = "unchanged", drop = paste("without", key), extra = "extra key `bogus`",
+                  nested = paste("corrupt", key, "entry"), NULL)
+  if (how == "replace") {
+    v <- fuzz_value()
+    config[key] <- list(v$value)
+    label <- sprintf("%s = %s", key, v$label)
+  } else if (how == "drop") {
+    config[[key]] <- NULL
+  } else if (how == "extra") {
+    config$bogus <- 1
+  } else if (how == "nested") {
+    v <- fuzz_value()
+    if (is.list(config[[key]]) && length(config[[key]])) {
+      config[[key]][[sample(length(config[[key]]), 1)]] <- v$value
+    } else {
+      config[key] <- list(list(class_name = v$value, config = v$value))
+    }
+    label <- paste(label, "=", v$label)
+  }
+  if (runif(1) < 0.1) attr(config, "class_name") <- pick(list("Dense", NA, 3))
+  fuzz_case("from_config", paste(if (as_model) "model" else "layer", "config,", label),
+    run = function() {
+      obj <- from_config(config)
+      if (how == "none") stopifnot(identical(get_config(obj), config))
+      obj
+    },
+    check = function(obj) {
+      if (inherits(obj, c("depthwise_layer", "depthwise_model"))) TRUE else "from_config() returned neither a layer nor a model"
+    },
+    # A corrupt config is named through `config` (or the key inside it).
+    fuzzed = if (how == "none") character() else c("config", key)
+  )
+}
+
+target_regularizers_constraints <- function() {
+  kind <- pick(list("l1", "l2", "l1_l2", "maxnorm", "minmaxnorm", "unitnorm", "nonneg"))
+  a <- if (runif(1) < 0.5) fuzz_value() else fv(0.5, "0.5")
+  axis <- if (runif(1) < 0.4) fuzz_value() else fv(c(1, 2), "c(1, 2)")
+  w <- if (runif(1) < 0.4) fuzz_value() else fv(array(rnorm(36), c(3, 3, 2, 2)), "weight 3x3x2x2")
+  fuzz_case(paste0("regularizer/constraint ", kind),
+            sprintf("%s(%s, axis = %s) on %s", kind, a$label, axis$label, w$label),
+    run = function() {
+      f <- switch(kind,
+        l1 = regularizer_l1(a$value), l2 = regularizer_l2(a$value), l1_l2 = regularizer_l1_l2(a$value, a$value),
+        maxnorm = constraint_maxnorm(a$value, axis$value),
+        minmaxnorm = constraint_minmaxnorm(0, a$value, 1, axis$value),
+        unitnorm = constraint_unitnorm(axis$value), nonneg = constraint_nonneg())
+      layer <- layer_depthwise_conv_2d(kernel_size = 3, depth_multiplier = 2, input_shape = c(5, 5, 2),
+        depthwise_regularizer = if (startsWith(kind, "l")) f,
+        depthwise_constraint = if (!startsWith(kind, "l")) f)
+      set_weights(layer, list(w$value, rep(0, 4)), constrain = TRUE)
+      list(losses = layer$losses, kernel = get_weights(layer)[[1]])
+    },
+    check = function(r) {
+      if (!is.list(r$losses) || !all(vapply(r$losses, function(v) is.double(v) && length(v) == 1L, TRUE))) {
+        return("losses are not single numbers")
+      }
+      if (!identical(dim(r$kernel), c(3L, 3L, 2L, 2L))) return("constrained kernel changed shape")
+      TRUE
+    },
+    fuzzed = c(if (a$label != "0.5") c("l1", "l2", "max_value"), if (axis$label != "c(1, 2)") "axis",
+               if (w$label != "weight 3x3x2x2") c("weights", "kernel"))
+  )
+}
+
 fuzz_targets <- function() {
   list(
     list(fn = target_layer_args, weight = 6),
@@ -576,7 +678,10 @@ fuzz_targets <- function() {
     list(fn = target_config, weight = 1),
     list(fn = target_threads, weight = 1),
     list(fn = target_internal, weight = 3),
-    list(fn = target_layer_access, weight = 0.5)
+    list(fn = target_layer_access, weight = 0.5),
+    list(fn = target_model, weight = 2),
+    list(fn = target_from_config, weight = 2),
+    list(fn = target_regularizers_constraints, weight = 1)
   )
 }
 

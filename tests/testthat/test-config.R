@@ -129,3 +129,14 @@ test_that("a reloaded layer works in a fresh R process", {
   }, args = list(path = path), libpath = .libPaths())
   expect_identical(out, y)
 })
+
+test_that("keys a config leaves out take the defaults; a bad class_name is an error", {
+  config <- get_config(layer_depthwise_conv_2d(kernel_size = 3, activation = "relu", strides = 2))
+  config$activation <- NULL
+  config$strides <- NULL
+  layer <- from_config(config)
+  expect_identical(layer$activation, "linear")
+  expect_identical(layer$strides, c(1L, 1L))
+  expect_error(from_config(structure(config, class_name = NA)), class = "depthwise_error_value")
+  expect_error(keras_model_sequential(layers = list(1)), "`layers` must be a layer", class = "depthwise_error_type")
+})
