@@ -43,6 +43,25 @@ struct Mapping {
   std::size_t length;
 };
 
+// R does not count memory from allocVector3() towards its own collection
+// trigger, so outputs that are already garbage would only be collected
+// (and their blocks become reusable) when R's other allocations happen to
+// trigger a collection. So when a request finds no cached block and at
+// least gc_min / 2 bytes were handed out since the last collection,
+// alloc_output() asks R for a collection of the youngest generation (where
+// outputs that died since the last one are; R escalates to older
+// generations on its own schedule) and looks again. That costs ~1-4 ms;
+// fresh pages cost ~0.4 ms per MB, so it pays from a few tens of MB on. If
+// a collection frees little (the outputs are being kept), gc_min doubles,
+// up to 1 GiB; when it frees a good part, gc_min goes back to 64 MiB.
+// Collections promote the output the caller still holds, so they should
+// not be too frequent either: that block only returns at a collection of
+// an older generation.
+// A full collection (R_gc()) costs tens of milliseconds in a session with
+// many objects.
+constexpr std::size_t gc_min_floor = std::size_t(64) << 20;
+constexpr std::size_t gc_min_ceiling = std::size_t(1) << 30;
+
 struct Cache {
   std::vector<Mapping> blocks;  // oldest first
   std::size_t cached_bytes = 0, live_bytes = 0, live_blocks = 0;
@@ -50,18 +69,9 @@ struct Cache {
   std::size_t cap = 0;
   std::size_t pending_data_bytes = 0;  // data size of the allocation in progress
   std::size_t since_gc = 0;             // bytes handed out since the last collection
+  std::size_t gc_min = gc_min_floor;    // since_gc that lets a miss collect first
   double collections = 0;
 };
-
-// R does not count memory from allocVector3() towards its own collection
-// trigger, so outputs that are already garbage would only be collected
-// (and their blocks become reusable) when R's other allocations happen to
-// trigger a collection. alloc_output() therefore asks R for a collection
-// of the youngest generation (where outputs that died since the last one
-// are) after every gc_every bytes it has handed out; R escalates to older
-// generations on its own schedule. A full collection (R_gc()) would cost
-// tens of milliseconds in a session with many objects.
-constexpr std::size_t gc_every = std::size_t(256) << 20;
 
 std::size_t default_cap() {
   // 1 GiB, or an eighth of physical memory when that is smaller.
@@ -100,6 +110,19 @@ void* map_block(std::size_t need, Mapping& m) {
   return p;
 }
 
+// Index of the smallest cached block that fits `need` without wasting
+// more than about a quarter, or blocks.size().
+std::size_t find_cached(const Cache& c, std::size_t need) {
+  std::size_t best = c.blocks.size();
+  for (std::size_t k = 0; k < c.blocks.size(); ++k) {
+    const std::size_t len = c.blocks[k].length;
+    if (len >= need && len <= need + need / 4 + (std::size_t(1) << 20) &&
+        (best == c.blocks.size() || len < c.blocks[best].length))
+      best = k;
+  }
+  return best;
+}
+
 void* mem_alloc(R_allocator_t*, std::size_t size) {
   Cache& c = cache();
   // R's header (allocator copy, vector header) comes first, then the data;
@@ -107,14 +130,7 @@ void* mem_alloc(R_allocator_t*, std::size_t size) {
   const std::size_t header = size >= c.pending_data_bytes ? size - c.pending_data_bytes : 0;
   const std::size_t need = sizeof(BlockMeta) + 64 + size;
   Mapping m{nullptr, 0};
-  std::size_t best = c.blocks.size();
-  for (std::size_t k = 0; k < c.blocks.size(); ++k) {
-    const std::size_t len = c.blocks[k].length;
-    // Reuse a block that fits without wasting more than about a quarter.
-    if (len >= need && len <= need + need / 4 + (std::size_t(1) << 20) &&
-        (best == c.blocks.size() || len < c.blocks[best].length))
-      best = k;
-  }
+  const std::size_t best = find_cached(c, need);
   if (best < c.blocks.size()) {
     m = c.blocks[best];
     c.blocks.erase(c.blocks.begin() + static_cast<std::ptrdiff_t>(best));
@@ -179,8 +195,17 @@ SEXP alloc_output(R_xlen_t n) {
   const std::size_t bytes = static_cast<std::size_t>(n) * sizeof(double);
   if (bytes < min_custom_bytes) return Rf_allocVector(REALSXP, n);
   Cache& c = cache();
-  if (c.since_gc + bytes > gc_every) {
+  // An upper bound of what mem_alloc() will ask for (R's header is small).
+  const std::size_t need = sizeof(BlockMeta) + 64 + 256 + bytes;
+  // (Half of gc_min: a collection frees about what was handed out since
+  // the last one, minus outputs still in use or promoted to an older
+  // generation; waiting for all of gc_min would add fresh blocks to every
+  // cycle.)
+  if (2 * c.since_gc >= c.gc_min && find_cached(c, need) == c.blocks.size()) {
+    const std::size_t live_before = c.live_bytes;
     minor_gc();  // returns unreachable outputs' blocks to the cache
+    const std::size_t freed = live_before > c.live_bytes ? live_before - c.live_bytes : 0;
+    c.gc_min = freed < c.since_gc / 4 ? std::min(2 * c.gc_min, gc_min_ceiling) : gc_min_floor;
     c.since_gc = 0;
     c.collections += 1;
   }
