@@ -7,6 +7,7 @@
 #include <climits>
 #include <cmath>
 #include <string>
+#include <memory>
 #include <vector>
 
 #ifdef _OPENMP
@@ -117,6 +118,19 @@ Geometry geometry_from(SEXP in_dims, Pair kernel_size, SEXP strides, SEXP dilati
                        d.second, padding_from(padding), multiplier, channels_first);
 }
 
+// Per-thread scratch for the kernels (up to about a megabyte), kept between
+// calls: allocating and zero-filling it on every call cost page faults.
+// Grows, never shrinks; contents are not initialised.
+double* thread_scratch(std::size_t n) {
+  thread_local std::unique_ptr<double[]> buffer;
+  thread_local std::size_t size = 0;
+  if (size < n) {
+    buffer.reset(new double[n]);
+    size = n;
+  }
+  return buffer.get();
+}
+
 // Work per chunk between interrupt checks: a few milliseconds.
 constexpr double work_per_chunk = 16777216.0;
 
@@ -135,23 +149,22 @@ void run_fast(const Problem& p, int threads) {
   if (units <= 1) threads = 1;
   const index_t by_work = static_cast<index_t>(work_per_chunk / std::max(1.0, plan.unit_work));
   const index_t chunk = std::max<index_t>(threads, std::min<index_t>(units, by_work));
-  std::vector<std::vector<double>> scratch(threads);
-  for (auto& s : scratch) s.resize(static_cast<std::size_t>(plan.scratch_doubles));
+  const std::size_t need = static_cast<std::size_t>(plan.scratch_doubles);
   for (index_t first = 0; first < units; first += chunk) {
     const index_t last = std::min(units, first + chunk);
 #ifdef _OPENMP
     if (threads > 1 && last - first > 1) {
 #pragma omp parallel num_threads(threads)
       {
-        double* mine = scratch[omp_get_thread_num()].data();
+        double* mine = thread_scratch(need);
 #pragma omp for schedule(static)
         for (index_t u = first; u < last; ++u) run_fast_units(plan, u, u + 1, mine);
       }
     } else {
-      run_fast_units(plan, first, last, scratch[0].data());
+      run_fast_units(plan, first, last, thread_scratch(need));
     }
 #else
-    run_fast_units(plan, first, last, scratch[0].data());
+    run_fast_units(plan, first, last, thread_scratch(need));
 #endif
     if (last < units) Rcpp::checkUserInterrupt();  // outside the parallel region
   }

@@ -131,7 +131,7 @@ void make_fast_plan(const Problem& p, int threads, FastPlan& P) {
   index_t outer = 0;
   double outer_work = 0;
   if (P.planar) {
-    P.jmax = P.isa == Isa::avx512 ? 6 : 4;
+    P.jmax = (P.isa == Isa::avx512 && taps < 25) ? 8 : 4;
     P.in_col = P.N * P.H;
     P.out_col = P.N * P.OH;
     P.copy_mode = P.sh > 1;
@@ -170,7 +170,7 @@ void make_fast_plan(const Problem& p, int threads, FastPlan& P) {
     outer = g.out_channels();
     outer_work = static_cast<double>(P.out_col) * P.OW * taps;
   } else {
-    P.jmax = 4;
+    P.jmax = 4;  // direct tiles: output rows per tile (more rows run out of integer registers)
     P.P_in = P.N * P.C;
     P.P_out = P.N * P.C * P.M;
     P.lanes_groups = ceil_div(P.P_out, wd);
@@ -206,7 +206,7 @@ void make_fast_plan(const Problem& p, int threads, FastPlan& P) {
     if (P.cf_direct) {
       P.group_in_off.resize(P.lanes_groups);
       for (index_t grp = 0; grp < P.lanes_groups; ++grp) P.group_in_off[grp] = P.in_lane[grp * wd];
-      const index_t rows_span = static_cast<index_t>(8 - 1) * P.sh + static_cast<index_t>(P.kh - 1) * P.dh + 1;
+      const index_t rows_span = static_cast<index_t>(P.jmax - 1) * P.sh + static_cast<index_t>(P.kh - 1) * P.dh + 1;
       if (scratch_too_large(static_cast<double>(rows_span) * static_cast<double>(P.P_in), g)) {
         P.use_reference = true;
         return;

@@ -67,15 +67,54 @@ struct PlanarTile {
 };
 
 // J output columns at once; output column k reads input column k*SW + b*DW.
-// Weights: with 32 vector registers they stay in registers; with 16 they
-// are re-read every iteration from a table of broadcast vectors (one load
-// per weight feeds 2 * J FMAs), which leaves the registers to the
-// accumulators and the input vectors. The stores to the output in the loop
-// keep the compiler from hoisting those loads (the table could alias).
+// One iteration of the fast region: VN vectors down each of the J output
+// columns (J * VN independent accumulators, enough to cover the FMA
+// latency). Each input vector is loaded once and feeds every (output
+// column, tap) that reads it; output column k reads input column
+// k * SW + b * DW for tap column b.
+template <int KH, int KW, int J, int SW, int DW, int VN, bool RESIDENT>
+DW_TARGET inline void planar_fast_iter(const double* const* col, double* const* out, const index_t* off,
+                                       const reg* wres, const double* wtab, reg bv, index_t e, int act) {
+  constexpr int S = (J - 1) * SW + (KW - 1) * DW + 1;
+  reg acc[VN][J];
+  DW_UNROLL
+  for (int h = 0; h < VN; ++h)
+    DW_UNROLL
+    for (int k = 0; k < J; ++k) acc[h][k] = bv;
+  DW_UNROLL
+  for (int a = 0; a < KH; ++a) {
+    DW_UNROLL
+    for (int s = 0; s < S; ++s) {
+      reg x[VN];
+      DW_UNROLL
+      for (int h = 0; h < VN; ++h) x[h] = V::load(col[s] + (e + h * WD + off[a]));
+      DW_UNROLL
+      for (int k = 0; k < J; ++k) {
+        const int bs = s - k * SW;  // b * DW for output column k
+        if (bs < 0 || bs % DW != 0 || bs / DW >= KW) continue;
+        const int q = a * KW + bs / DW;
+        const reg w = RESIDENT ? wres[q] : V::load(wtab + q * WD);
+        DW_UNROLL
+        for (int h = 0; h < VN; ++h) acc[h][k] = V::fmadd(w, x[h], acc[h][k]);
+      }
+    }
+  }
+  DW_UNROLL
+  for (int h = 0; h < VN; ++h)
+    DW_UNROLL
+    for (int k = 0; k < J; ++k) V::store(out[k] + e + h * WD, finish(acc[h][k], act));
+}
+
+// J output columns at once, down the whole output column.
+// Weights: resident in registers when they fit next to the accumulators
+// (32-register sets, small kernels); otherwise re-read every iteration
+// from a table of broadcast vectors (one load per J * VN FMAs). The stores
+// in the loop keep the compiler from hoisting those loads (the table could
+// alias the output), which would only spill them.
 template <int KH, int KW, int J, int SW, int DW>
 DW_TARGET void planar_tile(const PlanarTile& t) {
-  constexpr int S = (J - 1) * SW + (KW - 1) * DW + 1;
-  constexpr bool resident = KH * KW + 2 * J + 2 <= V::registers;
+  constexpr int VN = (V::registers >= 32 && J <= 4) ? 4 : 2;  // vectors per column per iteration
+  constexpr bool resident = KH * KW + VN * J + VN <= V::registers;
   reg wres[KH * KW];
   double* wtab = t.wtab;
   DW_UNROLL
@@ -83,11 +122,10 @@ DW_TARGET void planar_tile(const PlanarTile& t) {
     wres[q] = V::set1(t.w[q]);
     if (!resident) V::store(wtab + q * WD, wres[q]);
   }
-#define DW_W(q) (resident ? wres[q] : V::load(wtab + (q) * WD))
   const reg bv = V::set1(t.bias);
-  const double* col[S];
+  const double* col[(J - 1) * SW + (KW - 1) * DW + 1];
   DW_UNROLL
-  for (int s = 0; s < S; ++s) col[s] = t.cols[s];
+  for (int s = 0; s < (J - 1) * SW + (KW - 1) * DW + 1; ++s) col[s] = t.cols[s];
   double* out[J];
   DW_UNROLL
   for (int k = 0; k < J; ++k) out[k] = t.outs[k];
@@ -100,48 +138,10 @@ DW_TARGET void planar_tile(const PlanarTile& t) {
   index_t e = 0;
   while (e < L) {
     if (e >= fb && e + WD <= fe) {
-      // Two vectors per column at a time: 2 * J independent accumulators
-      // keep both FMA pipes busy despite the FMA latency. Each input vector
-      // is loaded once and feeds every (output column, tap) that reads it.
-      for (; e + 2 * WD <= fe; e += 2 * WD) {
-        reg acc[2][J];
-        DW_UNROLL
-        for (int k = 0; k < J; ++k) acc[0][k] = acc[1][k] = bv;
-        DW_UNROLL
-        for (int a = 0; a < KH; ++a) {
-          DW_UNROLL
-          for (int s = 0; s < S; ++s) {
-            const reg x0 = V::load(col[s] + (e + off[a]));
-            const reg x1 = V::load(col[s] + (e + WD + off[a]));
-            DW_UNROLL
-            for (int k = 0; k < J; ++k) {
-              const int bs = s - k * SW;  // b * DW for output column k
-              if (bs < 0 || bs % DW != 0 || bs / DW >= KW) continue;
-              const reg w = DW_W(a * KW + bs / DW);
-              acc[0][k] = V::fmadd(w, x0, acc[0][k]);
-              acc[1][k] = V::fmadd(w, x1, acc[1][k]);
-            }
-          }
-        }
-        DW_UNROLL
-        for (int h = 0; h < 2; ++h)
-          DW_UNROLL
-          for (int k = 0; k < J; ++k) V::store(out[k] + e + h * WD, finish(acc[h][k], act));
-      }
-      for (; e + WD <= fe; e += WD) {
-        reg acc[J];
-        DW_UNROLL
-        for (int k = 0; k < J; ++k) acc[k] = bv;
-        DW_UNROLL
-        for (int a = 0; a < KH; ++a)
-          DW_UNROLL
-          for (int b = 0; b < KW; ++b)
-            DW_UNROLL
-            for (int k = 0; k < J; ++k)
-              acc[k] = V::fmadd(DW_W(a * KW + b), V::load(col[k * SW + b * DW] + (e + off[a])), acc[k]);
-        DW_UNROLL
-        for (int k = 0; k < J; ++k) V::store(out[k] + e, finish(acc[k], act));
-      }
+      for (; e + VN * WD <= fe; e += VN * WD)
+        planar_fast_iter<KH, KW, J, SW, DW, VN, resident>(col, out, off, wres, wtab, bv, e, act);
+      for (; e + WD <= fe; e += WD)
+        planar_fast_iter<KH, KW, J, SW, DW, 1, resident>(col, out, off, wres, wtab, bv, e, act);
       continue;
     }
     // A vector that touches padding or the end of the column: masked lanes.
@@ -152,19 +152,19 @@ DW_TARGET void planar_tile(const PlanarTile& t) {
     DW_UNROLL
     for (int a = 0; a < KH; ++a) {
       const index_t base = e + off[a];
-      const V::mask_t mask =
-          V::make_mask(clamp_index(-base, 0, n), clamp_index(t.valid - base, 0, n));
+      const V::mask_t mask = V::make_mask(clamp_index(-base, 0, n), clamp_index(t.valid - base, 0, n));
       DW_UNROLL
-      for (int b = 0; b < KW; ++b)
+      for (int b = 0; b < KW; ++b) {
+        const reg w = resident ? wres[a * KW + b] : V::load(wtab + (a * KW + b) * WD);
         DW_UNROLL
         for (int k = 0; k < J; ++k)
-          acc[k] = V::fmadd(DW_W(a * KW + b), V::load_masked(col[k * SW + b * DW] + base, mask), acc[k]);
+          acc[k] = V::fmadd(w, V::load_masked(col[k * SW + b * DW] + base, mask), acc[k]);
+      }
     }
     DW_UNROLL
     for (int k = 0; k < J; ++k) V::store_lanes(out[k] + e, finish(acc[k], act), n);
     e += WD;
   }
-#undef DW_W
 }
 
 // Any kernel size, stride and dilation: one output column, runtime loops.
@@ -200,6 +200,7 @@ DW_TARGET void planar_tile_general(const PlanarTile& t) {
   }
 }
 
+// Tiles up to 4 columns wide everywhere; up to 8 with 32 registers.
 template <int KH, int KW, int SW, int DW>
 DW_TARGET void planar_dispatch_j(const PlanarTile& t, int J) {
   switch (J) {
@@ -207,9 +208,17 @@ DW_TARGET void planar_dispatch_j(const PlanarTile& t, int J) {
     case 2: planar_tile<KH, KW, 2, SW, DW>(t); return;
     case 3: planar_tile<KH, KW, 3, SW, DW>(t); return;
     case 4: planar_tile<KH, KW, 4, SW, DW>(t); return;
-    case 5: planar_tile<KH, KW, 5, SW, DW>(t); return;
-    default: planar_tile<KH, KW, 6, SW, DW>(t); return;
+    default: break;
   }
+  if (V::registers >= 32) {
+    switch (J) {
+      case 5: planar_tile<KH, KW, 5, SW, DW>(t); return;
+      case 6: planar_tile<KH, KW, 6, SW, DW>(t); return;
+      case 7: planar_tile<KH, KW, 7, SW, DW>(t); return;
+      default: planar_tile<KH, KW, 8, SW, DW>(t); return;
+    }
+  }
+  planar_tile<KH, KW, 4, SW, DW>(t);  // not reached: jmax is 4 with 16 registers
 }
 
 // Kernel shapes with a specialised tile; everything else is general.
@@ -277,12 +286,15 @@ DW_TARGET void pack_phase_column(const FastPlan& P, const double* src, double* d
   }
 }
 
-DW_TARGET void run_planar_unit(const FastPlan& P, index_t plane, index_t j0, index_t j1,
-                               double* scratch) {
+// Output plane `plane` (c * M + m), output columns [j0, j1). Input column x
+// of the plane is at in_cols + (x - x_lo) * in_col for x in [x_lo, x_hi)
+// (the columns the tiles need; outside [0, W) they are padding), output
+// column j at out_cols + (j - j_out) * out_col.
+DW_TARGET void planar_plane(const FastPlan& P, index_t plane, const double* in_cols, index_t x_lo,
+                            index_t x_hi, double* out_cols, index_t j_out, index_t j0, index_t j1,
+                            double* scratch) {
   const Geometry& g = P.p.geometry;
   const index_t c = plane / P.M, m = plane % P.M;
-  const double* in_plane = P.p.input + c * g.in_stride.c;
-  double* out_plane = P.p.output + plane * g.out_stride.c;
   const int kh = P.kh, kw = P.kw, sw = P.sw, dw = P.dw;
 
   // Weights of this plane, then the ring of packed columns (copy mode).
@@ -318,26 +330,33 @@ DW_TARGET void run_planar_unit(const FastPlan& P, index_t plane, index_t j0, ind
     const index_t x0 = j * sw - P.pl;
     for (index_t s = 0; s < S; ++s) {
       const index_t x = x0 + s;
-      if (x < 0 || x >= P.W) {
+      if (x < 0 || x >= P.W || x < x_lo || x >= x_hi) {
         cols[s] = P.zeros.data();
       } else if (!P.copy_mode) {
-        cols[s] = in_plane + x * P.in_col;
+        cols[s] = in_cols + (x - x_lo) * P.in_col;
       } else {
         const index_t r = x % P.ring;
         double* dst = ring + r * P.slot;
         if (tags[r] != x) {
-          pack_phase_column(P, in_plane + x * P.in_col, dst);
+          pack_phase_column(P, in_cols + (x - x_lo) * P.in_col, dst);
           tags[r] = x;
         }
         cols[s] = dst;
       }
     }
-    for (int k = 0; k < J; ++k) outs[k] = out_plane + (j + k) * P.out_col;
+    for (int k = 0; k < J; ++k) outs[k] = out_cols + (j + k - j_out) * P.out_col;
     if (special) planar_dispatch(t, J, sw); else planar_tile_general(t);
     if (P.span_act)
       for (int k = 0; k < J; ++k) activate_span(P.p.activation, outs[k], P.out_col);
     j += J;
   }
+}
+
+DW_TARGET void run_planar_unit(const FastPlan& P, index_t plane, index_t j0, index_t j1, double* scratch) {
+  const Geometry& g = P.p.geometry;
+  const double* in_plane = P.p.input + (plane / P.M) * g.in_stride.c;
+  double* out_plane = P.p.output + plane * g.out_stride.c;
+  planar_plane(P, plane, in_plane, 0, P.W, out_plane, 0, j0, j1, scratch);
 }
 
 // ============================================================ channels_first
@@ -454,9 +473,11 @@ struct CfDirect {
 // J output pixels down a column, all inside the image in rows; col[b] is
 // the input pixel of the tile's first input row in column b (or a zero
 // block as long as R rows). Row r of the tile is col[b] + r * rs.
+// GV lane groups per iteration: J * GV independent accumulators.
 template <int KH, int KW, int J, int SH, int DH>
 DW_TARGET void cf_direct_tile(const CfDirect& d, const double* const* colbase, index_t rs, double* out) {
   constexpr int R = (J - 1) * SH + (KH - 1) * DH + 1;
+  constexpr int GV = (V::registers >= 32 ? 16 : 8) / J >= 2 ? (V::registers >= 32 ? 16 : 8) / J : 1;
   index_t roff[R];
   DW_UNROLL
   for (int r = 0; r < R; ++r) roff[r] = r * rs;
@@ -466,40 +487,54 @@ DW_TARGET void cf_direct_tile(const CfDirect& d, const double* const* colbase, i
   const index_t os = d.os;
   const int act = d.act;
   const index_t full = d.tail == WD ? d.groups : d.groups - 1;
-  const double* w = d.wpack;
-  const double* bias = d.bpack;
+  index_t g = 0;
   if (d.affine) {
     // Group g reads lanes in_off[0] + g * WD on: advance the column pointers
     // and keep the row offsets in registers (address = pointer + offset).
     DW_UNROLL
     for (int b = 0; b < KW; ++b) col[b] += d.in_off[0];
+    const double* w = d.wpack;
+    const double* bias = d.bpack;
     double* o = out;
-    for (index_t g = 0; g < full; ++g) {
-      reg acc[J];
-      const reg bv = V::load(bias);
+    for (; g + GV <= full; g += GV) {
+      reg acc[GV][J];
       DW_UNROLL
-      for (int k = 0; k < J; ++k) acc[k] = bv;
-      DW_UNROLL
-      for (int a = 0; a < KH; ++a)
+      for (int v = 0; v < GV; ++v) {
+        const reg bv = V::load(bias + v * WD);
         DW_UNROLL
-        for (int b = 0; b < KW; ++b) {
-          const reg wv = V::load(w + (a * KW + b) * WD);
+        for (int k = 0; k < J; ++k) acc[v][k] = bv;
+      }
+      // Each input vector (row r, column b, group v) is loaded once and
+      // feeds every (output row k, kernel row a) with k * SH + a * DH == r.
+      DW_UNROLL
+      for (int b = 0; b < KW; ++b)
+        DW_UNROLL
+        for (int r = 0; r < R; ++r)
           DW_UNROLL
-          for (int k = 0; k < J; ++k) acc[k] = V::fmadd(wv, V::load(col[b] + roff[k * SH + a * DH]), acc[k]);
-        }
+          for (int v = 0; v < GV; ++v) {
+            const reg x = V::load(col[b] + (roff[r] + v * WD));
+            DW_UNROLL
+            for (int k = 0; k < J; ++k) {
+              const int as = r - k * SH;  // a * DH
+              if (as < 0 || as % DH != 0 || as / DH >= KH) continue;
+              const int a = as / DH;
+              acc[v][k] = V::fmadd(V::load(w + (v * KH * KW + a * KW + b) * WD), x, acc[v][k]);
+            }
+          }
       DW_UNROLL
-      for (int k = 0; k < J; ++k) V::store(o + k * os, finish(acc[k], act));
+      for (int v = 0; v < GV; ++v)
+        DW_UNROLL
+        for (int k = 0; k < J; ++k) V::store(o + k * os + v * WD, finish(acc[v][k], act));
       DW_UNROLL
-      for (int b = 0; b < KW; ++b) col[b] += WD;
-      w += KH * KW * WD;
-      bias += WD;
-      o += WD;
+      for (int b = 0; b < KW; ++b) col[b] += GV * WD;
+      w += GV * KH * KW * WD;
+      bias += GV * WD;
+      o += GV * WD;
     }
-    if (full == d.groups) return;
     DW_UNROLL
     for (int b = 0; b < KW; ++b) col[b] = colbase[b];
   }
-  for (index_t g = d.affine ? full : 0; g < d.groups; ++g) {
+  for (; g < d.groups; ++g) {
     const double* wg = d.wpack + g * (KH * KW * WD);
     const index_t io = d.in_off[g];
     const bool partial = g >= full;
@@ -523,21 +558,55 @@ DW_TARGET void cf_direct_tile(const CfDirect& d, const double* const* colbase, i
 }
 
 // One output pixel with a pointer per tap (zero block where the tap is
-// padding): border rows, and every pixel of kernels without a tile.
+// padding): border rows of the tiled kernels. GV groups per iteration.
+template <int T>
+DW_TARGET void cf_direct_pixel_t(const CfDirect& d, const double* const* tapp, double* out) {
+  constexpr int GV = V::registers >= 32 ? 8 : 4;
+  const double* tap[T];
+  DW_UNROLL
+  for (int t = 0; t < T; ++t) tap[t] = tapp[t];
+  const index_t full = d.tail == WD ? d.groups : d.groups - 1;
+  index_t g = 0;
+  if (d.affine) {
+    const index_t base = d.in_off[0];
+    for (; g + GV <= full; g += GV) {
+      reg acc[GV];
+      DW_UNROLL
+      for (int v = 0; v < GV; ++v) acc[v] = V::load(d.bpack + (g + v) * WD);
+      const double* w = d.wpack + g * (T * WD);
+      const index_t io = base + g * WD;
+      DW_UNROLL
+      for (int t = 0; t < T; ++t)
+        DW_UNROLL
+        for (int v = 0; v < GV; ++v)
+          acc[v] = V::fmadd(V::load(w + (v * T + t) * WD), V::load(tap[t] + (io + v * WD)), acc[v]);
+      DW_UNROLL
+      for (int v = 0; v < GV; ++v) V::store(out + (g + v) * WD, finish(acc[v], d.act));
+    }
+  }
+  for (; g < d.groups; ++g) {
+    const double* w = d.wpack + g * (T * WD);
+    const index_t io = d.in_off[g];
+    const bool partial = g >= full;
+    const V::mask_t m = V::make_mask(0, partial ? d.tail : WD);
+    reg acc = V::load(d.bpack + g * WD);
+    DW_UNROLL
+    for (int t = 0; t < T; ++t) acc = V::fmadd(V::load(w + t * WD), V::load_masked(tap[t] + io, m), acc);
+    V::store_lanes(out + g * WD, finish(acc, d.act), partial ? d.tail : WD);
+  }
+}
+
+// The same for any number of taps (kernels without a tile).
 DW_TARGET void cf_direct_pixel(const CfDirect& d, int taps, const double* const* tap, double* out) {
   const index_t full = d.tail == WD ? d.groups : d.groups - 1;
   for (index_t g = 0; g < d.groups; ++g) {
     const double* w = d.wpack + g * (taps * WD);
     const index_t io = d.in_off[g];
+    const bool partial = g >= full;
+    const V::mask_t m = V::make_mask(0, partial ? d.tail : WD);
     reg acc = V::load(d.bpack + g * WD);
-    if (g < full) {
-      for (int t = 0; t < taps; ++t) acc = V::fmadd(V::load(w + t * WD), V::load(tap[t] + io), acc);
-      V::store(out + g * WD, finish(acc, d.act));
-    } else {
-      const V::mask_t m = V::make_mask(0, d.tail);
-      for (int t = 0; t < taps; ++t) acc = V::fmadd(V::load(w + t * WD), V::load_masked(tap[t] + io, m), acc);
-      V::store_lanes(out + g * WD, finish(acc, d.act), d.tail);
-    }
+    for (int t = 0; t < taps; ++t) acc = V::fmadd(V::load(w + t * WD), V::load_masked(tap[t] + io, m), acc);
+    V::store_lanes(out + g * WD, finish(acc, d.act), partial ? d.tail : WD);
   }
 }
 
@@ -548,6 +617,14 @@ DW_TARGET bool cf_direct_dispatch_j(const CfDirect& d, const double* const* col,
     case 2: cf_direct_tile<KH, KW, 2, SH, DH>(d, col, rs, out); return true;
     case 3: cf_direct_tile<KH, KW, 3, SH, DH>(d, col, rs, out); return true;
     case 4: cf_direct_tile<KH, KW, 4, SH, DH>(d, col, rs, out); return true;
+    default: break;
+  }
+  if (V::registers < 32) return false;
+  switch (J) {
+    case 5: cf_direct_tile<KH, KW, 5, SH, DH>(d, col, rs, out); return true;
+    case 6: cf_direct_tile<KH, KW, 6, SH, DH>(d, col, rs, out); return true;
+    case 7: cf_direct_tile<KH, KW, 7, SH, DH>(d, col, rs, out); return true;
+    case 8: cf_direct_tile<KH, KW, 8, SH, DH>(d, col, rs, out); return true;
     default: return false;
   }
 }
@@ -607,7 +684,9 @@ DW_TARGET void run_cf_direct_unit(const FastPlan& P, index_t j, index_t i0, inde
           const index_t r = i * P.sh + a * P.dh - P.pt, x = j * P.sw + b * P.dw - P.pl;
           tap[a * kw + b] = (r < 0 || r >= P.H || x < 0 || x >= P.W) ? zeros : P.p.input + P.P_in * (r + P.H * x);
         }
-      cf_direct_pixel(d, taps, tap, out);
+      if (taps == 9) cf_direct_pixel_t<9>(d, tap, out);
+      else if (taps == 25) cf_direct_pixel_t<25>(d, tap, out);
+      else cf_direct_pixel(d, taps, tap, out);
       if (P.span_act) activate_span(P.p.activation, out, P.P_out);
       i += 1;
       continue;
