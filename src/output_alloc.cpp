@@ -4,8 +4,11 @@
 #include <R_ext/Rdynload.h>
 #include <Rinternals.h>
 
+#include <R_ext/Memory.h>
+
 #include <algorithm>
 #include <cstdint>
+#include <ctime>
 #include <vector>
 
 #if defined(__linux__)
@@ -62,6 +65,22 @@ struct Mapping {
 constexpr std::size_t gc_min_floor = std::size_t(64) << 20;
 constexpr std::size_t gc_min_ceiling = std::size_t(1) << 30;
 
+// Outputs that were alive at any collection have been promoted to an older
+// generation, which a minor collection does not visit. That is the common
+// case for large outputs: `y <- layer(x)` in a loop keeps the previous
+// output alive through the next call, and R's own collections (which a
+// large allocation brings forward) promote the output being returned.
+// Such blocks come back only at a full collection, which costs tens of
+// milliseconds (~30-45 ms measured here), while fresh pages cost from
+// ~0.5 ms per MB (2 GB/s) to ~2.5 ms per MB (memory a virtual machine's
+// host has not backed yet: 115 MB took 300 ms). So a miss for a large block
+// runs a full collection when the blocks alive besides the newest one (the
+// output the caller most likely still holds) could serve it and the
+// measured cost of faulting in that many fresh pages exceeds the measured
+// cost of a full collection. A full collection that yields nothing is not
+// repeated until the live blocks have grown by the request's size again.
+constexpr std::size_t full_gc_min_bytes = std::size_t(4) << 20;
+
 struct Cache {
   std::vector<Mapping> blocks;  // oldest first
   std::size_t cached_bytes = 0, live_bytes = 0, live_blocks = 0;
@@ -71,6 +90,11 @@ struct Cache {
   std::size_t since_gc = 0;             // bytes handed out since the last collection
   std::size_t gc_min = gc_min_floor;    // since_gc that lets a miss collect first
   double collections = 0;
+  std::size_t last_bytes = 0;            // size of the newest block handed out
+  double fault_seconds_per_byte = 0.5e-9;  // measured on fresh blocks (moving average)
+  double full_gc_seconds = 0.03;           // measured (moving average)
+  std::size_t full_gc_live_mark = 0;     // live_bytes a failed full collection left
+  double full_collections = 0;
 };
 
 std::size_t default_cap() {
@@ -101,12 +125,29 @@ void unmap(const Mapping& m) { munmap(m.base, m.length); }
 // "madvise", the common default) every fault compacts memory synchronously
 // and a 4 MiB block took ~10 ms instead of ~2 ms. Reuse of collected
 // blocks is what removes the cost, so blocks are not madvised.
-void* map_block(std::size_t need, Mapping& m) {
+double now_seconds() {
+  timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return static_cast<double>(t.tv_sec) + 1e-9 * static_cast<double>(t.tv_nsec);
+}
+
+// The pages of a fresh block are touched here, once, rather than by the
+// kernels: the kernels would fault them in anyway, and timing it here gives
+// this machine's cost of fresh memory, which decides when a full
+// collection pays (see above).
+void* map_block(std::size_t need, Mapping& m, Cache& c) {
   const std::size_t page = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
   m.length = round_up(need, page);
   void* p = mmap(nullptr, m.length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (p == MAP_FAILED) return nullptr;
   m.base = p;
+  if (m.length >= full_gc_min_bytes) {
+    const double t0 = now_seconds();
+    volatile char* bytes = static_cast<volatile char*>(p);
+    for (std::size_t off = 0; off < m.length; off += page) bytes[off] = 0;
+    const double rate = (now_seconds() - t0) / static_cast<double>(m.length);
+    c.fault_seconds_per_byte = 0.5 * c.fault_seconds_per_byte + 0.5 * rate;
+  }
   return p;
 }
 
@@ -137,10 +178,10 @@ void* mem_alloc(R_allocator_t*, std::size_t size) {
     c.cached_bytes -= m.length;
     c.hits += 1;
   } else {
-    if (!map_block(need, m)) {
+    if (!map_block(need, m, c)) {
       // Out of address space or memory: give cached blocks back and retry once.
       release_output_cache();
-      if (!map_block(need, m)) return nullptr;
+      if (!map_block(need, m, c)) return nullptr;
     }
     c.misses += 1;
   }
@@ -153,6 +194,7 @@ void* mem_alloc(R_allocator_t*, std::size_t size) {
   meta->magic = block_magic;
   c.live_bytes += m.length;
   c.live_blocks += 1;
+  c.last_bytes = m.length;
   return block;
 }
 
@@ -209,6 +251,17 @@ SEXP alloc_output(R_xlen_t n) {
     c.since_gc = 0;
     c.collections += 1;
   }
+  const bool others_could_serve = c.live_bytes >= need + c.last_bytes;
+  if (bytes >= full_gc_min_bytes && others_could_serve && c.live_bytes >= c.full_gc_live_mark + need &&
+      static_cast<double>(need) * c.fault_seconds_per_byte > c.full_gc_seconds &&
+      find_cached(c, need) == c.blocks.size()) {
+    const double t0 = now_seconds();
+    R_gc();
+    c.full_gc_seconds = 0.5 * c.full_gc_seconds + 0.5 * (now_seconds() - t0);
+    c.full_collections += 1;
+    c.since_gc = 0;
+    c.full_gc_live_mark = find_cached(c, need) == c.blocks.size() ? c.live_bytes : 0;
+  }
   c.since_gc += bytes;
   c.pending_data_bytes = bytes;
   return Rf_allocVector3(REALSXP, n, &allocator);
@@ -225,6 +278,9 @@ OutputCacheStats output_cache_stats() {
   s.misses = c.misses;
   s.cap_bytes = static_cast<double>(c.cap);
   s.collections = c.collections;
+  s.full_collections = c.full_collections;
+  s.fault_ns_per_byte = 1e9 * c.fault_seconds_per_byte;
+  s.full_gc_ms = 1e3 * c.full_gc_seconds;
   s.enabled = true;
   return s;
 }
@@ -234,6 +290,12 @@ void release_output_cache() {
   for (const Mapping& m : c.blocks) unmap(m);
   c.blocks.clear();
   c.cached_bytes = 0;
+}
+
+void set_full_gc_estimate(double seconds) {
+  Cache& c = cache();
+  c.full_gc_seconds = seconds < 0 ? 0 : seconds;
+  c.full_gc_live_mark = 0;  // the policy starts afresh
 }
 
 double set_output_cache_cap(double bytes) {
@@ -267,6 +329,7 @@ SEXP alloc_output(R_xlen_t n) { return Rf_allocVector(REALSXP, n); }
 OutputCacheStats output_cache_stats() { return OutputCacheStats(); }
 void release_output_cache() {}
 double set_output_cache_cap(double) { return 0; }
+void set_full_gc_estimate(double) {}
 bool pin_library_if_needed() { return false; }
 
 #endif

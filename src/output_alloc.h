@@ -21,7 +21,8 @@ SEXP alloc_output(R_xlen_t n);
 struct OutputCacheStats {
   double cached_bytes = 0, live_bytes = 0;
   double cached_blocks = 0, live_blocks = 0;
-  double hits = 0, misses = 0, collections = 0;
+  double hits = 0, misses = 0, collections = 0, full_collections = 0;
+  double fault_ns_per_byte = 0, full_gc_ms = 0;  // measured costs the policy compares
   double cap_bytes = 0;
   bool enabled = false;
 };
@@ -31,6 +32,9 @@ OutputCacheStats output_cache_stats();
 void release_output_cache();
 // Cache capacity in bytes (0 turns reuse off; huge pages stay). Returns the old one.
 double set_output_cache_cap(double bytes);
+// Overrides the measured cost of a full collection and forgets failed
+// collections (tests of the policy).
+void set_full_gc_estimate(double seconds);
 
 }  // namespace depthwise
 

@@ -206,6 +206,50 @@ test_that("large outputs come from the recycling allocator and behave as R vecto
   expect_equal(dw_output_cache(release = TRUE)[["cached_blocks"]], 0)
 })
 
+test_that("outputs promoted to an older generation come back through a full collection", {
+  skip_if(dw_output_cache()[["enabled"]] == 0, "no custom output allocator on this platform")
+  set.seed(12)
+  x <- array(rnorm(1 * 200 * 200 * 16), c(1, 200, 200, 16))  # output 5 MiB
+  kernel <- array(rnorm(9 * 16), c(3, 3, 16, 1))
+  expected <- fast_run(x, kernel, NULL, reference = TRUE)
+  dw_output_cache(release = TRUE)
+  old_estimate <- dw_output_cache()[["full_gc_ms"]]
+  on.exit(dw_output_cache(full_gc_ms = old_estimate), add = TRUE)
+  # Three outputs survive a full collection, so they sit in the oldest
+  # generation, where minor collections do not look; then two are dropped.
+  ys <- lapply(1:3, function(i) fast_run(x, kernel, NULL))
+  invisible(gc())
+  ys[1:2] <- list(NULL)
+  # With a full collection estimated to cost more than fresh pages, a miss
+  # maps a new block ...
+  dw_output_cache(full_gc_ms = 1e6)
+  before <- dw_output_cache()
+  y_fresh <- fast_run(x, kernel, NULL)
+  after_fresh <- dw_output_cache()
+  expect_equal(after_fresh[["full_collections"]], before[["full_collections"]])
+  expect_equal(after_fresh[["misses"]], before[["misses"]] + 1)
+  expect_gt(after_fresh[["fault_ns_per_byte"]], 0)
+  # ... and estimated to cost less, it collects and reuses a dropped block.
+  dw_output_cache(full_gc_ms = 0)
+  y_reused <- fast_run(x, kernel, NULL)
+  after_reuse <- dw_output_cache()
+  expect_equal(after_reuse[["full_collections"]], after_fresh[["full_collections"]] + 1)
+  expect_equal(after_reuse[["hits"]], after_fresh[["hits"]] + 1)
+  expect_equal(after_reuse[["misses"]], after_fresh[["misses"]])
+  expect_lt(scale_rel_diff(y_fresh, expected), 1e-12)
+  expect_lt(scale_rel_diff(y_reused, expected), 1e-12)
+  # A collection that frees nothing (every output still held) is not
+  # repeated on the next miss.
+  held <- lapply(1:2, function(i) fast_run(x, kernel, NULL))
+  dw_output_cache(release = TRUE)
+  n_full <- dw_output_cache()[["full_collections"]]
+  held[[3]] <- fast_run(x, kernel, NULL)
+  held[[4]] <- fast_run(x, kernel, NULL)
+  expect_lte(dw_output_cache()[["full_collections"]], n_full + 1)
+  expect_lt(scale_rel_diff(held[[4]], expected), 1e-12)
+  dw_output_cache(release = TRUE)
+})
+
 test_that("the instruction set can be lowered and restored", {
   old <- dw_set_isa("baseline")
   expect_identical(dw_isa()[["active"]], "baseline")
