@@ -144,7 +144,10 @@ DW_TARGET void planar_tile(const PlanarTile& t) {
         planar_fast_iter<KH, KW, J, SW, DW, 1, resident>(col, out, off, wres, wtab, bv, e, act);
       continue;
     }
-    // A vector that touches padding or the end of the column: masked lanes.
+    // A vector that touches padding or the end of the column: masked loads
+    // (zero outside the data), each shared, as in the fast region, by every
+    // output column that reads it. Per accumulator the taps still come in
+    // the order a, then b.
     const index_t n = std::min<index_t>(WD, L - e);
     reg acc[J];
     DW_UNROLL
@@ -154,11 +157,16 @@ DW_TARGET void planar_tile(const PlanarTile& t) {
       const index_t base = e + off[a];
       const V::mask_t mask = V::make_mask(clamp_index(-base, 0, n), clamp_index(t.valid - base, 0, n));
       DW_UNROLL
-      for (int b = 0; b < KW; ++b) {
-        const reg w = resident ? wres[a * KW + b] : V::load(wtab + (a * KW + b) * WD);
+      for (int s = 0; s < (J - 1) * SW + (KW - 1) * DW + 1; ++s) {
+        const reg x = V::load_masked(col[s] + base, mask);
         DW_UNROLL
-        for (int k = 0; k < J; ++k)
-          acc[k] = V::fmadd(w, V::load_masked(col[k * SW + b * DW] + base, mask), acc[k]);
+        for (int k = 0; k < J; ++k) {
+          const int bs = s - k * SW;
+          if (bs < 0 || bs % DW != 0 || bs / DW >= KW) continue;
+          const int q = a * KW + bs / DW;
+          const reg w = resident ? wres[q] : V::load(wtab + q * WD);
+          acc[k] = V::fmadd(w, x, acc[k]);
+        }
       }
     }
     DW_UNROLL
