@@ -29,7 +29,7 @@ dw_set_isa <- function(name) {
     .Call(`_depthwise_dw_set_isa`, name)
 }
 
-dw_output_cache <- function(release = FALSE, cap_bytes = NULL) {
-    .Call(`_depthwise_dw_output_cache`, release, cap_bytes)
+dw_output_cache <- function(release = FALSE, cap_bytes = NULL, full_gc_ms = NULL) {
+    .Call(`_depthwise_dw_output_cache`, release, cap_bytes, full_gc_ms)
 }
 

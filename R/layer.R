@@ -49,10 +49,11 @@ layer_call <- function(state, inputs, ..., arg = "inputs", call = rlang::caller_
                      format_dims(geometry$dims), cfg$name), size_hint, call = call)
     state$call_memo <- memo
   }
-  y <- run_cpp(dw_forward(
+  y <- dw_forward(
     x, state$kernel, state$bias, cfg$strides, cfg$dilation_rate, padding_code(cfg$padding),
     cfg$data_format == "channels_first", state$activation$code, threads_for_work(memo$work), FALSE
-  ), call = call)
+  )
+  if (is.character(y)) abort_cpp_failure(y, call = call)
   if (!is.null(state$activation$fn)) y <- apply_r_activation(state$activation$fn, y, call = call)
   state$activity_loss <- activity_penalty(cfg$activity_regularizer, y, call = call)
   state$input_shape <- memo$input_shape
@@ -111,15 +112,23 @@ layer_losses <- function(state, call = rlang::caller_env()) {
 run_cpp <- function(expr, call = rlang::caller_env()) {
   # A classed error from evaluating the arguments (such as a bad thread
   # setting) keeps its class; anything else is a C++ (internal) error.
-  tryCatch(expr, error = function(e) {
+  value <- tryCatch(expr, error = function(e) {
     if (inherits(e, "depthwise_error")) stop(e)
-    msg <- conditionMessage(e)
-    too_big <- grepl("cannot allocate|exceeds R's|size overflow|maximum vector length", msg)
-    abort_depthwise(
-      c(if (too_big) "The result is too large" else "The convolution could not be computed", x = msg),
-      if (too_big) "size" else "internal", call = call
-    )
+    abort_cpp_failure(conditionMessage(e), call = call)
   })
+  # dw_forward() returns its C++ errors instead of raising them.
+  if (inherits(value, "depthwise_cpp_failure")) abort_cpp_failure(value, call = call)
+  value
+}
+
+# The classed error for a message from the C++ side.
+abort_cpp_failure <- function(msg, call) {
+  msg <- as.character(unclass(msg))
+  too_big <- grepl("cannot allocate|exceeds R's|size overflow|maximum vector length", msg)
+  abort_depthwise(
+    c(if (too_big) "The result is too large" else "The convolution could not be computed", x = msg),
+    if (too_big) "size" else "internal", call = call
+  )
 }
 
 # Output dims and paddings for input dims `dims` (batch may be NA), with the

@@ -95,13 +95,14 @@ BEGIN_RCPP
 END_RCPP
 }
 // dw_output_cache
-Rcpp::NumericVector dw_output_cache(bool release, SEXP cap_bytes);
-RcppExport SEXP _depthwise_dw_output_cache(SEXP releaseSEXP, SEXP cap_bytesSEXP) {
+Rcpp::NumericVector dw_output_cache(bool release, SEXP cap_bytes, SEXP full_gc_ms);
+RcppExport SEXP _depthwise_dw_output_cache(SEXP releaseSEXP, SEXP cap_bytesSEXP, SEXP full_gc_msSEXP) {
 BEGIN_RCPP
     Rcpp::RObject rcpp_result_gen;
     Rcpp::traits::input_parameter< bool >::type release(releaseSEXP);
     Rcpp::traits::input_parameter< SEXP >::type cap_bytes(cap_bytesSEXP);
-    rcpp_result_gen = Rcpp::wrap(dw_output_cache(release, cap_bytes));
+    Rcpp::traits::input_parameter< SEXP >::type full_gc_ms(full_gc_msSEXP);
+    rcpp_result_gen = Rcpp::wrap(dw_output_cache(release, cap_bytes, full_gc_ms));
     return rcpp_result_gen;
 END_RCPP
 }
@@ -114,7 +115,7 @@ static const R_CallMethodDef CallEntries[] = {
     {"_depthwise_dw_max_threads", (DL_FUNC) &_depthwise_dw_max_threads, 0},
     {"_depthwise_dw_isa", (DL_FUNC) &_depthwise_dw_isa, 0},
     {"_depthwise_dw_set_isa", (DL_FUNC) &_depthwise_dw_set_isa, 1},
-    {"_depthwise_dw_output_cache", (DL_FUNC) &_depthwise_dw_output_cache, 2},
+    {"_depthwise_dw_output_cache", (DL_FUNC) &_depthwise_dw_output_cache, 3},
     {NULL, NULL, 0}
 };
 

@@ -71,6 +71,7 @@ bool flag_arg(SEXP v, const std::string& what) {
 // Never start more threads than the OpenMP limits and the processors allow:
 // asking libgomp for, say, 100000 threads crashes the process.
 int usable_threads(int requested) {
+  if (requested <= 1) return 1;  // (omp_get_num_procs() is a system call)
 #ifdef _OPENMP
   const int cap = std::max(1, std::min({omp_get_thread_limit(), omp_get_max_threads(),
                                         omp_get_num_procs()}));
@@ -204,9 +205,8 @@ Rcpp::NumericVector dw_output_geometry(SEXP in_dims, SEXP kernel_size, SEXP stri
 
 // The forward pass. `x` is a double array whose dim() is in the data format's
 // order; `kernel` a double array (kh, kw, C, M); `bias` NULL or double C * M.
-// [[Rcpp::export(rng = false)]]
-SEXP dw_forward(SEXP x, SEXP kernel, SEXP bias, SEXP strides, SEXP dilation, SEXP padding,
-                SEXP channels_first, SEXP activation, SEXP threads, SEXP reference) {
+SEXP forward(SEXP x, SEXP kernel, SEXP bias, SEXP strides, SEXP dilation, SEXP padding,
+             SEXP channels_first, SEXP activation, SEXP threads, SEXP reference) {
   // Scalars first, so that nothing is allocated for a call that will fail.
   const int padding_code = int_arg(padding, "padding", 0, 1);
   const bool first = flag_arg(channels_first, "channels_first");
@@ -265,6 +265,26 @@ SEXP dw_forward(SEXP x, SEXP kernel, SEXP bias, SEXP strides, SEXP dilation, SEX
   return out;
 }
 
+// The forward pass for R callers (see forward()). A C++ error comes back as
+// its message, a string of class "depthwise_cpp_failure", instead of being
+// raised: the layer then needs no tryCatch() around every call (~5 us, a
+// quarter of a small call). Interrupts and R errors still propagate as R
+// conditions.
+// [[Rcpp::export(rng = false)]]
+SEXP dw_forward(SEXP x, SEXP kernel, SEXP bias, SEXP strides, SEXP dilation, SEXP padding,
+                SEXP channels_first, SEXP activation, SEXP threads, SEXP reference) {
+  std::string message;
+  try {
+    return forward(x, kernel, bias, strides, dilation, padding, channels_first, activation, threads,
+                   reference);
+  } catch (const std::exception& e) {
+    message = e.what();
+  }
+  Rcpp::CharacterVector failure = Rcpp::CharacterVector::create(message);
+  failure.attr("class") = "depthwise_cpp_failure";
+  return failure;
+}
+
 // Applies one of the kernels' activations to a double array (used by tests
 // and by R-level code that needs the same function without a convolution).
 // [[Rcpp::export(rng = false)]]
@@ -317,17 +337,23 @@ std::string dw_set_isa(std::string name) {
 }
 
 // The output allocator's cache (see output_alloc.h): bytes and blocks cached
-// and alive, hits and misses, the cap. `release = TRUE` first gives every
-// cached block back to the OS; a non-NULL `cap_bytes` sets the cap.
+// and alive, hits and misses, collections, the measured costs, the cap.
+// `release = TRUE` first gives every cached block back to the OS; a
+// non-NULL `cap_bytes` sets the cap, `full_gc_ms` the cost estimate of a
+// full collection.
 // [[Rcpp::export(rng = false)]]
-Rcpp::NumericVector dw_output_cache(bool release = false, SEXP cap_bytes = R_NilValue) {
+Rcpp::NumericVector dw_output_cache(bool release = false, SEXP cap_bytes = R_NilValue,
+                                    SEXP full_gc_ms = R_NilValue) {
   if (release) release_output_cache();
   if (cap_bytes != R_NilValue) set_output_cache_cap(Rcpp::as<double>(cap_bytes));
+  if (full_gc_ms != R_NilValue) set_full_gc_estimate(Rcpp::as<double>(full_gc_ms) / 1e3);
   const OutputCacheStats s = output_cache_stats();
   return Rcpp::NumericVector::create(
       Rcpp::Named("enabled") = s.enabled ? 1 : 0, Rcpp::Named("cached_bytes") = s.cached_bytes,
       Rcpp::Named("cached_blocks") = s.cached_blocks, Rcpp::Named("live_bytes") = s.live_bytes,
       Rcpp::Named("live_blocks") = s.live_blocks, Rcpp::Named("hits") = s.hits,
       Rcpp::Named("misses") = s.misses, Rcpp::Named("collections") = s.collections,
+      Rcpp::Named("full_collections") = s.full_collections,
+      Rcpp::Named("fault_ns_per_byte") = s.fault_ns_per_byte, Rcpp::Named("full_gc_ms") = s.full_gc_ms,
       Rcpp::Named("cap_bytes") = s.cap_bytes);
 }
