@@ -20,7 +20,8 @@ if ! command -v valgrind >/dev/null; then
   command -v valgrind >/dev/null || { echo "valgrind is not installed." >&2; exit 1; }
 fi
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+# DEPTHWISE_VALGRIND_LOGS=dir keeps every process's full log there.
+trap '[ -n "${DEPTHWISE_VALGRIND_LOGS:-}" ] && mkdir -p "$DEPTHWISE_VALGRIND_LOGS" && cp "$work"/vg/*.log "$DEPTHWISE_VALGRIND_LOGS"/ 2>/dev/null; rm -rf "$work"' EXIT
 
 mkdir -p "$work/src" "$work/lib" "$work/vg"
 if git -C "$root" rev-parse --git-dir >/dev/null 2>&1; then
@@ -48,7 +49,7 @@ EOF
 
 # One log per process (%p). Leaks are reported in full but only definite
 # ones count as errors: R keeps much of its heap reachable at exit by design.
-vg="valgrind --tool=memcheck --leak-check=full --show-leak-kinds=definite --errors-for-leak-kinds=definite --num-callers=30 --log-file=$work/vg/%p.log"
+vg="valgrind --tool=memcheck --suppressions=$root/tools/valgrind.supp --leak-check=full --show-leak-kinds=definite --errors-for-leak-kinds=definite --num-callers=30 --log-file=$work/vg/%p.log"
 export DEPTHWISE_VALGRIND_LIB="$work/lib"
 export DEPTHWISE_CHILD_DEBUGGER="$vg"     # the fuzz test's child runs under valgrind too
 export DEPTHWISE_SLOW_BUILD=valgrind      # timing assertions off
@@ -67,7 +68,8 @@ for f in "$work"/vg/*.log; do
   errors=$((errors + e)); lost=$((lost + ${l:-0}))
   if [ "$e" != 0 ] || [ "${l:-0}" != 0 ]; then
     echo "== $(basename "$f"): $e errors, ${l:-0} bytes definitely lost"
-    grep -E "^==[0-9]+== (Invalid|Conditional|Use of|Syscall|Mismatched|Source and|[0-9,]+ bytes in)" -A12 "$f" | head -80
+    # (a leak with indirect losses reads "N (D direct, I indirect) bytes in")
+    grep -E "^==[0-9]+== (Invalid|Conditional|Use of|Syscall|Mismatched|Source and|[0-9,]+ (\([^)]*\) )?bytes in)" -A24 "$f" | head -200 || true
   fi
 done
 for f in "$work"/vg/*.log; do
