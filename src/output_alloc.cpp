@@ -53,17 +53,22 @@ struct Mapping {
 // least gc_min / 2 bytes were handed out since the last collection,
 // alloc_output() asks R for a collection of the youngest generation (where
 // outputs that died since the last one are; R escalates to older
-// generations on its own schedule) and looks again. That costs ~1-4 ms;
-// fresh pages cost ~0.4 ms per MB, so it pays from a few tens of MB on. If
-// a collection frees little (the outputs are being kept), gc_min doubles,
-// up to 1 GiB; when it frees a good part, gc_min goes back to 64 MiB.
-// Collections promote the output the caller still holds, so they should
-// not be too frequent either: that block only returns at a collection of
-// an older generation.
-// A full collection (R_gc()) costs tens of milliseconds in a session with
-// many objects.
+// generations on its own schedule) and looks again. Such a collection
+// costs ~1.5-3 ms here whatever it frees, and returns the blocks of every
+// output that died since the last one; so the rarer the collections the
+// better, at the price of that many megabytes of dead outputs waiting.
+// Measured on 3.6 MB outputs (~0.24 ms of compute each): a collection every
+// 32 MB added ~0.2 ms per call on average, more than the compute. So
+// gc_min doubles at every collection, up to the ceiling (every 512 MiB or
+// an eighth of the cache cap), and the pool of blocks in circulation grows
+// with it. Fresh pages cost more still (~0.5-2.5 ms per MB), so a run of
+// misses (a new output size, or outputs kept by the caller) collects early:
+// at most 4 fresh blocks in a row. Collections promote the output the
+// caller still holds; that block only returns at a collection of an older
+// generation (see below).
 constexpr std::size_t gc_min_floor = std::size_t(64) << 20;
 constexpr std::size_t gc_min_ceiling = std::size_t(1) << 30;
+constexpr int max_miss_run = 4;
 
 // Outputs that were alive at any collection have been promoted to an older
 // generation, which a minor collection does not visit. That is the common
@@ -77,8 +82,10 @@ constexpr std::size_t gc_min_ceiling = std::size_t(1) << 30;
 // runs a full collection when the blocks alive besides the newest one (the
 // output the caller most likely still holds) could serve it and the
 // measured cost of faulting in that many fresh pages exceeds the measured
-// cost of a full collection. A full collection that yields nothing is not
-// repeated until the live blocks have grown by the request's size again.
+// cost of a full collection. After a full collection that yields nothing
+// (the caller is keeping its outputs), the next one waits until 8 such
+// blocks, then twice as many bytes as last time, have been handed out; one
+// that yields a block resets that.
 constexpr std::size_t full_gc_min_bytes = std::size_t(4) << 20;
 
 struct Cache {
@@ -89,11 +96,13 @@ struct Cache {
   std::size_t pending_data_bytes = 0;  // data size of the allocation in progress
   std::size_t since_gc = 0;             // bytes handed out since the last collection
   std::size_t gc_min = gc_min_floor;    // since_gc that lets a miss collect first
+  int miss_run = 0;                      // misses since the last hit or collection
   double collections = 0;
   std::size_t last_bytes = 0;            // size of the newest block handed out
   double fault_seconds_per_byte = 0.5e-9;  // measured on fresh blocks (moving average)
   double full_gc_seconds = 0.03;           // measured (moving average)
-  std::size_t full_gc_live_mark = 0;     // live_bytes a failed full collection left
+  std::size_t full_gc_wait = 0;          // bytes to hand out before the next full collection
+  std::size_t full_gc_backoff = 0;       // the wait after the next failed one
   double full_collections = 0;
 };
 
@@ -177,6 +186,7 @@ void* mem_alloc(R_allocator_t*, std::size_t size) {
     c.blocks.erase(c.blocks.begin() + static_cast<std::ptrdiff_t>(best));
     c.cached_bytes -= m.length;
     c.hits += 1;
+    c.miss_run = 0;
   } else {
     if (!map_block(need, m, c)) {
       // Out of address space or memory: give cached blocks back and retry once.
@@ -184,6 +194,7 @@ void* mem_alloc(R_allocator_t*, std::size_t size) {
       if (!map_block(need, m, c)) return nullptr;
     }
     c.misses += 1;
+    c.miss_run += 1;
   }
   const std::uintptr_t base = reinterpret_cast<std::uintptr_t>(m.base);
   const std::uintptr_t data = round_up(base + sizeof(BlockMeta) + header, 64);
@@ -242,26 +253,36 @@ SEXP alloc_output(R_xlen_t n) {
   // (Half of gc_min: a collection frees about what was handed out since
   // the last one, minus outputs still in use or promoted to an older
   // generation; waiting for all of gc_min would add fresh blocks to every
-  // cycle.)
-  if (2 * c.since_gc >= c.gc_min && find_cached(c, need) == c.blocks.size()) {
-    const std::size_t live_before = c.live_bytes;
-    minor_gc();  // returns unreachable outputs' blocks to the cache
-    const std::size_t freed = live_before > c.live_bytes ? live_before - c.live_bytes : 0;
-    c.gc_min = freed < c.since_gc / 4 ? std::min(2 * c.gc_min, gc_min_ceiling) : gc_min_floor;
-    c.since_gc = 0;
-    c.collections += 1;
+  // cycle.) Misses in between grow the pool of blocks in circulation.
+  if (find_cached(c, need) == c.blocks.size()) {
+    bool collected = false;
+    if (2 * c.since_gc >= c.gc_min || c.miss_run >= max_miss_run) {
+      minor_gc();  // returns unreachable outputs' blocks to the cache
+      c.gc_min = std::min({2 * c.gc_min, gc_min_ceiling, std::max(gc_min_floor, c.cap / 2)});
+      c.since_gc = 0;
+      c.miss_run = 0;
+      c.collections += 1;
+      collected = true;
+    }
+    // Only after a minor collection came back empty-handed: its blocks are
+    // in an older generation, if they are garbage at all.
+    if (collected && bytes >= full_gc_min_bytes && c.live_bytes >= need + c.last_bytes && c.full_gc_wait == 0 &&
+        static_cast<double>(need) * c.fault_seconds_per_byte > c.full_gc_seconds &&
+        find_cached(c, need) == c.blocks.size()) {
+      const double t0 = now_seconds();
+      R_gc();
+      c.full_gc_seconds = 0.5 * c.full_gc_seconds + 0.5 * (now_seconds() - t0);
+      c.full_collections += 1;
+      c.since_gc = 0;
+      if (find_cached(c, need) == c.blocks.size()) {
+        c.full_gc_backoff = std::max(2 * c.full_gc_backoff, 8 * need);
+        c.full_gc_wait = c.full_gc_backoff;
+      } else {
+        c.full_gc_backoff = 0;
+      }
+    }
   }
-  const bool others_could_serve = c.live_bytes >= need + c.last_bytes;
-  if (bytes >= full_gc_min_bytes && others_could_serve && c.live_bytes >= c.full_gc_live_mark + need &&
-      static_cast<double>(need) * c.fault_seconds_per_byte > c.full_gc_seconds &&
-      find_cached(c, need) == c.blocks.size()) {
-    const double t0 = now_seconds();
-    R_gc();
-    c.full_gc_seconds = 0.5 * c.full_gc_seconds + 0.5 * (now_seconds() - t0);
-    c.full_collections += 1;
-    c.since_gc = 0;
-    c.full_gc_live_mark = find_cached(c, need) == c.blocks.size() ? c.live_bytes : 0;
-  }
+  c.full_gc_wait -= std::min(c.full_gc_wait, bytes);
   c.since_gc += bytes;
   c.pending_data_bytes = bytes;
   return Rf_allocVector3(REALSXP, n, &allocator);
@@ -295,7 +316,7 @@ void release_output_cache() {
 void set_full_gc_estimate(double seconds) {
   Cache& c = cache();
   c.full_gc_seconds = seconds < 0 ? 0 : seconds;
-  c.full_gc_live_mark = 0;  // the policy starts afresh
+  c.full_gc_wait = c.full_gc_backoff = 0;  // the policy starts afresh
 }
 
 double set_output_cache_cap(double bytes) {

@@ -220,33 +220,38 @@ test_that("outputs promoted to an older generation come back through a full coll
   ys <- lapply(1:3, function(i) fast_run(x, kernel, NULL))
   invisible(gc())
   ys[1:2] <- list(NULL)
-  # With a full collection estimated to cost more than fresh pages, a miss
-  # maps a new block ...
+  # With a full collection estimated to cost more than fresh pages, misses
+  # map new blocks; after a few in a row a minor collection runs, which
+  # cannot see the dropped outputs, and nothing more happens ...
   dw_output_cache(full_gc_ms = 1e6)
   before <- dw_output_cache()
-  y_fresh <- fast_run(x, kernel, NULL)
+  kept <- lapply(1:5, function(i) fast_run(x, kernel, NULL))
   after_fresh <- dw_output_cache()
   expect_equal(after_fresh[["full_collections"]], before[["full_collections"]])
-  expect_equal(after_fresh[["misses"]], before[["misses"]] + 1)
+  expect_gte(after_fresh[["misses"]], before[["misses"]] + 4)
+  expect_gte(after_fresh[["collections"]], before[["collections"]] + 1)
   expect_gt(after_fresh[["fault_ns_per_byte"]], 0)
-  # ... and estimated to cost less, it collects and reuses a dropped block.
+  # ... and estimated to cost less, the next collection point also runs a
+  # full collection, and a dropped block is reused.
   dw_output_cache(full_gc_ms = 0)
-  y_reused <- fast_run(x, kernel, NULL)
+  kept <- c(kept, lapply(1:5, function(i) fast_run(x, kernel, NULL)))
   after_reuse <- dw_output_cache()
-  expect_equal(after_reuse[["full_collections"]], after_fresh[["full_collections"]] + 1)
-  expect_equal(after_reuse[["hits"]], after_fresh[["hits"]] + 1)
-  expect_equal(after_reuse[["misses"]], after_fresh[["misses"]])
-  expect_lt(scale_rel_diff(y_fresh, expected), 1e-12)
-  expect_lt(scale_rel_diff(y_reused, expected), 1e-12)
-  # A collection that frees nothing (every output still held) is not
-  # repeated on the next miss.
-  held <- lapply(1:2, function(i) fast_run(x, kernel, NULL))
-  dw_output_cache(release = TRUE)
-  n_full <- dw_output_cache()[["full_collections"]]
-  held[[3]] <- fast_run(x, kernel, NULL)
-  held[[4]] <- fast_run(x, kernel, NULL)
-  expect_lte(dw_output_cache()[["full_collections"]], n_full + 1)
-  expect_lt(scale_rel_diff(held[[4]], expected), 1e-12)
+  expect_gte(after_reuse[["full_collections"]], after_fresh[["full_collections"]] + 1)
+  expect_gte(after_reuse[["hits"]], after_fresh[["hits"]] + 1)
+  for (y in kept) expect_lt(scale_rel_diff(y, expected), 1e-12)
+  rm(kept, y)
+  # A full collection that frees nothing (every output still held) is not
+  # repeated at every collection point.
+  invisible(gc())
+  dw_output_cache(release = TRUE, full_gc_ms = 0)
+  before <- dw_output_cache()
+  held <- lapply(1:16, function(i) fast_run(x, kernel, NULL))
+  after <- dw_output_cache()
+  expect_gte(after[["collections"]] - before[["collections"]], 3)
+  expect_gte(after[["full_collections"]] - before[["full_collections"]], 1)
+  expect_lt(after[["full_collections"]] - before[["full_collections"]],
+            after[["collections"]] - before[["collections"]])
+  expect_lt(scale_rel_diff(held[[16]], expected), 1e-12)
   dw_output_cache(release = TRUE)
 })
 
