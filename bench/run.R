@@ -297,7 +297,7 @@ for (i in seq_len(nrow(shapes))) {
     t <- med(r); rf <- roofline(g$flops, g$bytes, th)
     torch <- (if (th == 1) pr$torch_f32_cl_1t else pr$torch_f32_cl_2t) * 1e-6
     rows[[length(rows) + 1]] <- data.frame(
-      shape = sh$name, T = th, `µs` = fmt_us(t), spread = fmt(spread(r), 2),
+      shape = sh$name, T = th, `µs` = fmt_us(t), `mean µs` = fmt_us(mean(r$times)), spread = fmt(spread(r), 2),
       `GFLOP/s` = fmt(g$flops / t / 1e9), `GB/s` = fmt(g$bytes / t / 1e9),
       `roofline µs` = fmt_us(rf$seconds), bound = rf$bound, `% roofline` = fmt(100 * rf$seconds / t, 0),
       `÷ torch f32` = fmt(t / torch, 2), `× best f64` = fmt(best64 / t, 1),
@@ -307,7 +307,9 @@ for (i in seq_len(nrow(shapes))) {
 say("## Suite, channels_last (the layout of the peers' NHWC numbers)")
 say("")
 say("`÷ torch f32`: our time / PyTorch float32 channels_last at the same thread count (< 1 = faster). ",
-    "`× best f64`: best float64 peer time / our time.")
+    "`× best f64`: best float64 peer time / our time. `mean µs`: the mean of the same calls, which also ",
+    "carries the occasional call that maps fresh output memory or asks R for a collection so that dead ",
+    "outputs' memory can be reused (see the vignette's section on threads and speed).")
 say("")
 for (l in md_table(do.call(rbind, rows))) say(l)
 say("")

@@ -255,10 +255,15 @@ DW_TARGET void pack_phase_column(const FastPlan& P, const double* src, double* d
   const index_t N = P.N, H = P.H, sh = P.sh, pt = P.pt;
   const index_t rows = P.phase_len / N;  // rows per phase
   if (N == 1 && sh == 2) {
-    // Zero both phases, then deinterleave: input row r goes to phase
-    // (r + pt) & 1 at index (r + pt) >> 1.
+    // Deinterleave: input row r goes to phase (r + pt) & 1 at index
+    // (r + pt) >> 1; then zero what no row reached (the padding).
     double* ph[2] = {dst, dst + P.phase_len};
-    std::fill(dst, dst + 2 * P.phase_len, 0.0);
+    for (index_t p = 0; p < 2; ++p) {
+      const index_t i0 = std::min(pt > p ? (pt - p + 1) / 2 : 0, rows);
+      const index_t i1 = std::max(std::min(H + pt - p > 0 ? (H + pt - p + 1) / 2 : 0, rows), i0);
+      std::fill(ph[p], ph[p] + i0, 0.0);
+      std::fill(ph[p] + i1, ph[p] + rows, 0.0);
+    }
     index_t r = 0;
     if ((pt & 1) && r < H) {  // make r + pt even
       ph[1][pt >> 1] = src[0];

@@ -47,6 +47,10 @@ cl_3x3_stride2           last  1  29  30  4  3  3  2  2  1  1  1 same
 cl_3x3_stride2_batch     last  3  16  17  2  3  3  2  2  1  1  1 same
 cl_5x5_stride2           last  2  23  22  2  5  5  2  2  1  1  1 same
 cl_3x3_stride_rows3      last  2  19  13  2  3  3  3  1  1  1  1 same
+cl_3x3_s2_n1_even_same   last  1  28  12  3  3  3  2  2  1  1  1 same
+cl_3x3_s2_n1_odd_valid   last  1  27  11  2  3  3  2  2  1  1  1 valid
+cl_5x5_s2_n1_same        last  1  23  14  2  5  5  2  2  1  1  1 same
+cl_1x1_s2_n1             last  1  9   9   2  1  1  2  2  1  1  1 same
 cl_3x3_stride_cols2      last  1  13  21  2  3  3  1  2  1  1  1 valid
 cl_3x3_m2                last  4  12  12  3  3  3  1  1  1  1  2 valid
 cl_3x3_m3                last  1  11  9   2  3  3  1  1  1  1  3 same
