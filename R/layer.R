@@ -7,7 +7,11 @@
 new_layer <- function(state) {
   holder <- new.env(parent = asNamespace("depthwise"))
   holder$.state <- state
-  fn <- function(inputs, ...) layer_call(layer_state(sys.function()), inputs, ...)
+  # The body finds `.state` in `holder`, its environment (cheaper than
+  # looking the function up with sys.function() on every call). Set after
+  # the fact so that code analysis does not take `.state` for a global.
+  fn <- function(inputs, ...) NULL
+  body(fn) <- quote(layer_call(.state, inputs, ...))
   environment(fn) <- holder
   class(fn) <- c("depthwise_layer", "function")
   fn
@@ -24,6 +28,41 @@ layer_call <- function(state, inputs, ..., arg = "inputs", call = rlang::caller_
   x <- as_double_array(inputs, arg = arg, call = call)
   cfg <- state$config
   dims <- dim(x)
+  # Calls on inputs of the shape seen last skip the shape checks (that shape
+  # passed them, and a built layer's channel count never changes) and reuse
+  # its geometry: all that costs more than the convolution on small inputs.
+  memo <- state$call_memo
+  if (is.null(memo) || !identical(memo$dims, dims) || !identical(memo$config, cfg)) {
+    memo <- new_call_memo(state, cfg, dims, call = call)
+  }
+  # C++ failures come back as a classed string (no tryCatch() per call, ~5 us).
+  # An R error inside (the output's allocation failing) would not, so large
+  # outputs, where that can happen and 5 us do not matter, go through
+  # run_cpp()'s handler as well.
+  y <- if (memo$guarded) {
+    run_cpp(dw_forward(x, state$kernel, state$bias, cfg$strides, cfg$dilation_rate, memo$padding_code,
+                       memo$channels_first, state$activation$code, threads_for_work(memo$work), FALSE),
+            call = call)
+  } else {
+    dw_forward(x, state$kernel, state$bias, cfg$strides, cfg$dilation_rate, memo$padding_code,
+               memo$channels_first, state$activation$code, threads_for_work(memo$work), FALSE)
+  }
+  if (is.character(y)) abort_cpp_failure(y, call = call)
+  if (!is.null(state$activation$fn)) y <- apply_r_activation(state$activation$fn, y, call = call)
+  state$activity_loss <- if (!is.null(cfg$activity_regularizer)) activity_penalty(cfg$activity_regularizer, y, call = call)
+  state$input_shape <- memo$input_shape
+  state$output_shape <- if (identical(dim(y), memo$output_dims)) memo$output_shape else new_shape(dim(y))
+  if (isTRUE(state$keep_output)) state$last_output <- y
+  y
+}
+
+# Outputs from this many doubles (1 MiB) on are allocated under an R error
+# handler (see layer_call()).
+guarded_output_length <- 2^17
+
+# Checks an input shape (builds the layer on its first call) and works out
+# what calls on that shape share.
+new_call_memo <- function(state, cfg, dims, call) {
   if (length(dims) != 4L) {
     abort_depthwise(
       c(sprintf("Input of layer \"%s\" is incompatible with the layer: expected a 4D array, found %dD", cfg$name, length(dims)),
@@ -37,29 +76,16 @@ layer_call <- function(state, inputs, ..., arg = "inputs", call = rlang::caller_
   } else {
     check_input_channels(state, dims, call = call)
   }
-  # Calls on inputs of the shape seen last reuse its geometry and shapes
-  # (they cost more than the convolution itself on small inputs).
-  memo <- state$call_memo
-  if (is.null(memo) || !identical(memo$dims, dims) || !identical(memo$config, cfg)) {
-    geometry <- output_geometry(cfg, dims, call = call)
-    memo <- list(dims = dims, config = cfg, work = prod(geometry$dims) * prod(cfg$kernel_size),
-                 input_shape = new_shape(dims), output_dims = geometry$dims,
-                 output_shape = new_shape(geometry$dims))
-    check_allocation(prod(as.numeric(geometry$dims)), sprintf("The output %s of layer \"%s\"",
-                     format_dims(geometry$dims), cfg$name), size_hint, call = call)
-    state$call_memo <- memo
-  }
-  y <- dw_forward(
-    x, state$kernel, state$bias, cfg$strides, cfg$dilation_rate, padding_code(cfg$padding),
-    cfg$data_format == "channels_first", state$activation$code, threads_for_work(memo$work), FALSE
-  )
-  if (is.character(y)) abort_cpp_failure(y, call = call)
-  if (!is.null(state$activation$fn)) y <- apply_r_activation(state$activation$fn, y, call = call)
-  state$activity_loss <- activity_penalty(cfg$activity_regularizer, y, call = call)
-  state$input_shape <- memo$input_shape
-  state$output_shape <- if (identical(dim(y), memo$output_dims)) memo$output_shape else new_shape(dim(y))
-  if (isTRUE(state$keep_output)) state$last_output <- y
-  y
+  geometry <- output_geometry(cfg, dims, call = call)
+  check_allocation(prod(as.numeric(geometry$dims)), sprintf("The output %s of layer \"%s\"",
+                   format_dims(geometry$dims), cfg$name), size_hint, call = call)
+  memo <- list(dims = dims, config = cfg, work = prod(geometry$dims) * prod(cfg$kernel_size),
+               input_shape = new_shape(dims), output_dims = geometry$dims,
+               output_shape = new_shape(geometry$dims), padding_code = padding_code(cfg$padding),
+               channels_first = cfg$data_format == "channels_first",
+               guarded = prod(as.numeric(geometry$dims)) >= guarded_output_length)
+  state$call_memo <- memo
+  memo
 }
 
 check_call_dots <- function(dots, call) {
