@@ -63,7 +63,9 @@ struct Mapping {
 // an eighth of the cache cap), and the pool of blocks in circulation grows
 // with it. Fresh pages cost more still (~0.5-2.5 ms per MB), so a run of
 // misses (a new output size, or outputs kept by the caller) collects early:
-// at most 4 fresh blocks in a row. Collections promote the output the
+// at most 4 fresh blocks in a row, or none when a block's fresh pages would
+// cost more than 4 collections (~16 MB and up; such a block is also
+// expensive to keep many of). Collections promote the output the
 // caller still holds; that block only returns at a collection of an older
 // generation (see below).
 constexpr std::size_t gc_min_floor = std::size_t(64) << 20;
@@ -101,6 +103,7 @@ struct Cache {
   std::size_t last_bytes = 0;            // size of the newest block handed out
   double fault_seconds_per_byte = 0.5e-9;  // measured on fresh blocks (moving average)
   double full_gc_seconds = 0.03;           // measured (moving average)
+  double minor_gc_seconds = 0.002;         // measured (moving average)
   std::size_t full_gc_wait = 0;          // bytes to hand out before the next full collection
   std::size_t full_gc_backoff = 0;       // the wait after the next failed one
   double full_collections = 0;
@@ -256,8 +259,14 @@ SEXP alloc_output(R_xlen_t n) {
   // cycle.) Misses in between grow the pool of blocks in circulation.
   if (find_cached(c, need) == c.blocks.size()) {
     bool collected = false;
-    if (2 * c.since_gc >= c.gc_min || c.miss_run >= max_miss_run) {
+    // A block whose fresh pages cost several collections is not worth
+    // waiting for: collect at once if any output that could serve is alive.
+    const bool costly_miss = static_cast<double>(need) * c.fault_seconds_per_byte >= 4 * c.minor_gc_seconds &&
+                             c.live_bytes >= need;
+    if (2 * c.since_gc >= c.gc_min || c.miss_run >= max_miss_run || costly_miss) {
+      const double t0 = now_seconds();
       minor_gc();  // returns unreachable outputs' blocks to the cache
+      c.minor_gc_seconds = 0.5 * c.minor_gc_seconds + 0.5 * (now_seconds() - t0);
       c.gc_min = std::min({2 * c.gc_min, gc_min_ceiling, std::max(gc_min_floor, c.cap / 2)});
       c.since_gc = 0;
       c.miss_run = 0;
