@@ -66,15 +66,19 @@ struct PlanarTile {
   int kh, kw, dw;             // runtime copies for the general kernel
 };
 
-// J output columns at once; output column k reads input column k*SW + b*DW.
-// One iteration of the fast region: VN vectors down each of the J output
-// columns (J * VN independent accumulators, enough to cover the FMA
-// latency). Each input vector is loaded once and feeds every (output
-// column, tap) that reads it; output column k reads input column
-// k * SW + b * DW for tap column b.
-template <int KH, int KW, int J, int SW, int DW, int VN, bool RESIDENT>
-DW_TARGET inline void planar_fast_iter(const double* const* col, double* const* out, const index_t* off,
-                                       const reg* wres, const double* wtab, reg bv, index_t e, int act) {
+// One step down the J output columns of a tile: VN vectors down each
+// (J * VN independent accumulators, enough to cover the FMA latency). Each
+// input vector is loaded once and feeds every (output column, tap) that
+// reads it; output column k reads input column k * SW + b * DW for tap
+// column b. MASKED (one vector, VN = 1) is the step for a vector that
+// touches padding or the end of the column: lanes [0, n) are computed, and
+// input outside [0, valid) of a column reads as zero. Per accumulator the
+// taps come in the order a, then b, masked or not.
+template <int KH, int KW, int J, int SW, int DW, int VN, bool RESIDENT, bool MASKED>
+DW_TARGET inline void planar_iter(const double* const* col, double* const* out, const index_t* off,
+                                  const reg* wres, const double* wtab, reg bv, index_t e, int act,
+                                  index_t valid = 0, index_t n = WD) {
+  static_assert(!MASKED || VN == 1, "a masked step is one vector");
   constexpr int S = (J - 1) * SW + (KW - 1) * DW + 1;
   reg acc[VN][J];
   DW_UNROLL
@@ -83,11 +87,17 @@ DW_TARGET inline void planar_fast_iter(const double* const* col, double* const* 
     for (int k = 0; k < J; ++k) acc[h][k] = bv;
   DW_UNROLL
   for (int a = 0; a < KH; ++a) {
+    const index_t base = e + off[a];
+    V::mask_t mask{};
+    if constexpr (MASKED) mask = V::make_mask(clamp_index(-base, 0, n), clamp_index(valid - base, 0, n));
     DW_UNROLL
     for (int s = 0; s < S; ++s) {
       reg x[VN];
       DW_UNROLL
-      for (int h = 0; h < VN; ++h) x[h] = V::load(col[s] + (e + h * WD + off[a]));
+      for (int h = 0; h < VN; ++h) {
+        if constexpr (MASKED) x[h] = V::load_masked(col[s] + base, mask);
+        else x[h] = V::load(col[s] + (base + h * WD));
+      }
       DW_UNROLL
       for (int k = 0; k < J; ++k) {
         const int bs = s - k * SW;  // b * DW for output column k
@@ -102,7 +112,10 @@ DW_TARGET inline void planar_fast_iter(const double* const* col, double* const* 
   DW_UNROLL
   for (int h = 0; h < VN; ++h)
     DW_UNROLL
-    for (int k = 0; k < J; ++k) V::store(out[k] + e + h * WD, finish(acc[h][k], act));
+    for (int k = 0; k < J; ++k) {
+      if constexpr (MASKED) V::store_lanes(out[k] + e, finish(acc[h][k], act), n);
+      else V::store(out[k] + e + h * WD, finish(acc[h][k], act));
+    }
 }
 
 // J output columns at once, down the whole output column.
@@ -139,38 +152,13 @@ DW_TARGET void planar_tile(const PlanarTile& t) {
   while (e < L) {
     if (e >= fb && e + WD <= fe) {
       for (; e + VN * WD <= fe; e += VN * WD)
-        planar_fast_iter<KH, KW, J, SW, DW, VN, resident>(col, out, off, wres, wtab, bv, e, act);
+        planar_iter<KH, KW, J, SW, DW, VN, resident, false>(col, out, off, wres, wtab, bv, e, act);
       for (; e + WD <= fe; e += WD)
-        planar_fast_iter<KH, KW, J, SW, DW, 1, resident>(col, out, off, wres, wtab, bv, e, act);
+        planar_iter<KH, KW, J, SW, DW, 1, resident, false>(col, out, off, wres, wtab, bv, e, act);
       continue;
     }
-    // A vector that touches padding or the end of the column: masked loads
-    // (zero outside the data), each shared, as in the fast region, by every
-    // output column that reads it. Per accumulator the taps still come in
-    // the order a, then b.
-    const index_t n = std::min<index_t>(WD, L - e);
-    reg acc[J];
-    DW_UNROLL
-    for (int k = 0; k < J; ++k) acc[k] = bv;
-    DW_UNROLL
-    for (int a = 0; a < KH; ++a) {
-      const index_t base = e + off[a];
-      const V::mask_t mask = V::make_mask(clamp_index(-base, 0, n), clamp_index(t.valid - base, 0, n));
-      DW_UNROLL
-      for (int s = 0; s < (J - 1) * SW + (KW - 1) * DW + 1; ++s) {
-        const reg x = V::load_masked(col[s] + base, mask);
-        DW_UNROLL
-        for (int k = 0; k < J; ++k) {
-          const int bs = s - k * SW;
-          if (bs < 0 || bs % DW != 0 || bs / DW >= KW) continue;
-          const int q = a * KW + bs / DW;
-          const reg w = resident ? wres[q] : V::load(wtab + q * WD);
-          acc[k] = V::fmadd(w, x, acc[k]);
-        }
-      }
-    }
-    DW_UNROLL
-    for (int k = 0; k < J; ++k) V::store_lanes(out[k] + e, finish(acc[k], act), n);
+    planar_iter<KH, KW, J, SW, DW, 1, resident, true>(col, out, off, wres, wtab, bv, e, act, t.valid,
+                                                       std::min<index_t>(WD, L - e));
     e += WD;
   }
 }
