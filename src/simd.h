@@ -124,16 +124,12 @@ struct VecAvx2 {
 };
 
 // ---------------------------------------------------------------- AVX-512VL
-struct VecAvx512 {
-  typedef __m256d reg;
-  static constexpr int width = 4;
+// AVX2's operations (an AVX2 function inlines into an AVX-512 one, where it
+// may use all 32 registers), plus mask registers for partial vectors and a
+// one-instruction deinterleave.
+struct VecAvx512 : VecAvx2 {
   static constexpr int registers = 32;
 
-  DW_AVX512_ATTR static inline reg load(const double* p) { return _mm256_loadu_pd(p); }
-  DW_AVX512_ATTR static inline void store(double* p, reg v) { _mm256_storeu_pd(p, v); }
-  DW_AVX512_ATTR static inline reg set1(double v) { return _mm256_set1_pd(v); }
-  DW_AVX512_ATTR static inline reg zero() { return _mm256_setzero_pd(); }
-  DW_AVX512_ATTR static inline reg fmadd(reg a, reg b, reg c) { return _mm256_fmadd_pd(a, b, c); }
   DW_AVX512_ATTR static inline __mmask8 lane_mask(index_t lo, index_t hi) {
     const unsigned below_hi = hi >= 4 ? 0xFu : ((1u << (hi < 0 ? 0 : hi)) - 1u);
     const unsigned below_lo = lo >= 4 ? 0xFu : ((1u << (lo < 0 ? 0 : lo)) - 1u);
@@ -153,10 +149,6 @@ struct VecAvx512 {
     const reg lo = _mm256_loadu_pd(p), hi = _mm256_loadu_pd(p + 4);
     even = _mm256_permutex2var_pd(lo, _mm256_set_epi64x(6, 4, 2, 0), hi);
     odd = _mm256_permutex2var_pd(lo, _mm256_set_epi64x(7, 5, 3, 1), hi);
-  }
-  DW_AVX512_ATTR static inline reg relu(reg v) { return _mm256_max_pd(_mm256_setzero_pd(), v); }
-  DW_AVX512_ATTR static inline reg relu6(reg v) {
-    return _mm256_min_pd(_mm256_set1_pd(6.0), _mm256_max_pd(_mm256_setzero_pd(), v));
   }
 };
 #endif
