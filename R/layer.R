@@ -35,19 +35,12 @@ layer_call <- function(state, inputs, ..., arg = "inputs", call = rlang::caller_
   if (is.null(memo) || !identical(memo$dims, dims) || !identical(memo$config, cfg)) {
     memo <- new_call_memo(state, cfg, dims, call = call)
   }
-  # C++ failures come back as a classed string (no tryCatch() per call, ~5 us).
-  # An R error inside (the output's allocation failing) would not, so large
-  # outputs, where that can happen and 5 us do not matter, go through
-  # run_cpp()'s handler as well.
-  y <- if (memo$guarded) {
-    run_cpp(dw_forward(x, state$kernel, state$bias, cfg$strides, cfg$dilation_rate, memo$padding_code,
-                       memo$channels_first, state$activation$code, threads_for_work(memo$work), FALSE),
-            call = call)
-  } else {
-    dw_forward(x, state$kernel, state$bias, cfg$strides, cfg$dilation_rate, memo$padding_code,
-               memo$channels_first, state$activation$code, threads_for_work(memo$work), FALSE)
-  }
-  if (is.character(y)) abort_cpp_failure(y, call = call)
+  # C++ failures come back as a classed string, so small calls skip the
+  # error handler (a tryCatch() costs ~5 us); large outputs keep it, since an
+  # R error inside (their allocation failing) would not be classed otherwise.
+  y <- run_cpp(dw_forward(x, state$kernel, state$bias, cfg$strides, cfg$dilation_rate, memo$padding_code,
+                          memo$channels_first, state$activation$code, threads_for_work(memo$work), FALSE),
+               call = call, handle_errors = memo$guarded)
   if (!is.null(state$activation$fn)) y <- apply_r_activation(state$activation$fn, y, call = call)
   state$activity_loss <- if (!is.null(cfg$activity_regularizer)) activity_penalty(cfg$activity_regularizer, y, call = call)
   state$input_shape <- memo$input_shape
@@ -135,10 +128,12 @@ layer_losses <- function(state, call = rlang::caller_env()) {
 }
 
 # Runs a C++ entry point, turning any error it raises into a classed one.
-run_cpp <- function(expr, call = rlang::caller_env()) {
+# `handle_errors = FALSE` skips the R error handler, for entry points that
+# return their C++ failures (dw_forward()) on calls where nothing else can fail.
+run_cpp <- function(expr, call = rlang::caller_env(), handle_errors = TRUE) {
   # A classed error from evaluating the arguments (such as a bad thread
   # setting) keeps its class; anything else is a C++ (internal) error.
-  value <- tryCatch(expr, error = function(e) {
+  value <- if (!handle_errors) expr else tryCatch(expr, error = function(e) {
     if (inherits(e, "depthwise_error")) stop(e)
     abort_cpp_failure(conditionMessage(e), call = call)
   })
