@@ -242,7 +242,7 @@ SEXP forward(SEXP x, SEXP kernel, SEXP bias, SEXP strides, SEXP dilation, SEXP p
   const double* weights = REAL_RO(kernel);
   const double* bias_values = bias == R_NilValue ? nullptr : REAL_RO(bias);
 
-  // Large outputs come from the recycling / huge-page allocator (output_alloc.h).
+  // Large outputs come from the recycling allocator (output_alloc.h).
   Rcpp::NumericVector out(alloc_output(static_cast<R_xlen_t>(g.out_size())));
   Rcpp::IntegerVector out_dim(4);
   for (int k = 0; k < 4; ++k) out_dim[k] = static_cast<int>(dims[k]);

@@ -30,7 +30,7 @@ struct OutputCacheStats {
 OutputCacheStats output_cache_stats();
 // Returns every cached block to the OS.
 void release_output_cache();
-// Cache capacity in bytes (0 turns reuse off; huge pages stay). Returns the old one.
+// Cache capacity in bytes (0 turns reuse off). Returns the old one.
 double set_output_cache_cap(double bytes);
 // Overrides the measured cost of a full collection and forgets failed
 // collections (tests of the policy).
