@@ -179,9 +179,9 @@ test_that("non-finite weights give the reference result (padding must not meet 0
 
 test_that("large outputs come from the recycling allocator and behave as R vectors", {
   skip_if(dw_output_cache()[["enabled"]] == 0, "no custom output allocator on this platform")
-  set.seed(11)
-  x <- array(rnorm(1 * 64 * 64 * 8), c(1, 64, 64, 8))  # output 256 KiB
-  kernel <- array(rnorm(9 * 8), c(3, 3, 8, 1))
+  case <- make_case(c(1, 64, 64, 8), 3, 3, 8, 1, seed = 11)  # output 256 KiB
+  x <- case$x
+  kernel <- case$kernel
   expected <- fast_run(x, kernel, NULL, reference = TRUE)
   before <- dw_output_cache()
   ys <- lapply(1:5, function(i) fast_run(x, kernel, NULL))
@@ -212,9 +212,9 @@ test_that("large outputs come from the recycling allocator and behave as R vecto
 
 test_that("outputs promoted to an older generation come back through a full collection", {
   skip_if(dw_output_cache()[["enabled"]] == 0, "no custom output allocator on this platform")
-  set.seed(12)
-  x <- array(rnorm(1 * 200 * 200 * 16), c(1, 200, 200, 16))  # output 5 MiB
-  kernel <- array(rnorm(9 * 16), c(3, 3, 16, 1))
+  case <- make_case(c(1, 200, 200, 16), 3, 3, 16, 1, seed = 12)  # output 5 MiB
+  x <- case$x
+  kernel <- case$kernel
   expected <- fast_run(x, kernel, NULL, reference = TRUE)
   dw_output_cache(release = TRUE)
   old_estimate <- dw_output_cache()[["full_gc_ms"]]
