@@ -59,27 +59,14 @@ R_MAKEVARS_USER="$work/Makevars" R CMD INSTALL --no-multiarch --preclean --no-te
 grep -q -- "-fsanitize=address,undefined" "$work/install.log" || {
   echo "The sanitizer flags did not reach the compiler:" >&2; cat "$work/install.log" >&2; exit 1; }
 
-cat >"$work/run.R" <<'EOF'
-.libPaths(c(Sys.getenv("DEPTHWISE_SANITIZER_LIB"), .libPaths()))
-Sys.setenv(NOT_CRAN = "true")
-results <- testthat::test_dir("tests/testthat", package = "depthwise", load_package = "installed",
-  reporter = testthat::SummaryReporter$new(show_praise = FALSE), stop_on_failure = FALSE)
-df <- as.data.frame(results)
-failed <- sum(df$failed) + sum(df$error)
-cat(sprintf("%d passed, %d failed%s\n", sum(df$passed), failed,
-            if (sum(df$skipped) > 0) sprintf(", %d skipped", sum(df$skipped)) else ""))
-quit(status = if (failed > 0) 1 else 0)
-EOF
-
 # detect_leaks=0: R itself does not free everything at exit (tools/valgrind-tests.sh
 # covers leaks). Freshly allocated memory is filled with 0xbe so that a read
 # of uninitialised memory changes results (and the garbage tests see it).
 export ASAN_OPTIONS="detect_leaks=0:malloc_fill_byte=190:max_malloc_fill_size=1073741824:log_path=$work/asan"
 export UBSAN_OPTIONS="print_stacktrace=1:log_path=$work/ubsan"
-export DEPTHWISE_SANITIZER_LIB="$work/lib"
 export DEPTHWISE_SLOW_BUILD=sanitizers  # timing assertions off; everything else on
 status=0
-(cd "$root" && LD_PRELOAD="$libasan" Rscript "$work/run.R") >"$work/tests.log" 2>&1 || status=$?
+(cd "$root" && LD_PRELOAD="$libasan" Rscript tools/test-installed.R "$work/lib") >"$work/tests.log" 2>&1 || status=$?
 reports=$(ls "$work"/asan.* "$work"/ubsan.* 2>/dev/null || true)
 # Reports that went to a child's stderr instead of a log file end up in the test log.
 grep -qE "runtime error:|ERROR: AddressSanitizer|ERROR: LeakSanitizer" "$work/tests.log" && status=1

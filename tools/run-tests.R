@@ -19,19 +19,4 @@ if (status != 0) {
   quit(status = 1)
 }
 .libPaths(c(lib, .libPaths()))
-Sys.setenv(NOT_CRAN = "true")
-
-results <- testthat::test_dir(
-  "tests/testthat",
-  package = "depthwise",
-  load_package = "installed",
-  reporter = testthat::SummaryReporter$new(show_praise = FALSE),
-  stop_on_failure = FALSE
-)
-df <- as.data.frame(results)
-passed <- sum(df$passed)
-failed <- sum(df$failed) + sum(df$error)
-skipped <- sum(df$skipped)
-cat(sprintf("%d passed, %d failed%s\n", passed, failed,
-            if (skipped > 0) sprintf(", %d skipped", skipped) else ""))
-quit(status = if (failed > 0) 1 else 0)
+source("tools/test-installed.R")  # runs the suite, prints the summary line, quits

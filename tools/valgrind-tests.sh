@@ -35,27 +35,14 @@ Rscript "$root/tools/install-deps.R" >"$work/deps.log" 2>&1 || { cat "$work/deps
 R CMD INSTALL --no-multiarch --preclean --library="$work/lib" "$work/src" >"$work/install.log" 2>&1 ||
   { cat "$work/install.log"; exit 1; }
 
-cat >"$work/run.R" <<'EOF'
-.libPaths(c(Sys.getenv("DEPTHWISE_VALGRIND_LIB"), .libPaths()))
-Sys.setenv(NOT_CRAN = "true")
-results <- testthat::test_dir("tests/testthat", package = "depthwise", load_package = "installed",
-  reporter = testthat::SummaryReporter$new(show_praise = FALSE), stop_on_failure = FALSE)
-df <- as.data.frame(results)
-failed <- sum(df$failed) + sum(df$error)
-cat(sprintf("%d passed, %d failed%s\n", sum(df$passed), failed,
-            if (sum(df$skipped) > 0) sprintf(", %d skipped", sum(df$skipped)) else ""))
-quit(status = if (failed > 0) 1 else 0)
-EOF
-
 # One log per process (%p). Leaks are reported in full but only definite
 # ones count as errors: R keeps much of its heap reachable at exit by design.
 vg="valgrind --tool=memcheck --suppressions=$root/tools/valgrind.supp --leak-check=full --show-leak-kinds=definite --errors-for-leak-kinds=definite --num-callers=30 --log-file=$work/vg/%p.log"
-export DEPTHWISE_VALGRIND_LIB="$work/lib"
 export DEPTHWISE_CHILD_DEBUGGER="$vg"     # the fuzz test's child runs under valgrind too
 export DEPTHWISE_SLOW_BUILD=valgrind      # timing assertions off
 export DEPTHWISE_FUZZ_TIMEOUT=${DEPTHWISE_FUZZ_TIMEOUT:-7200}
 status=0
-(cd "$root" && R -d "$vg" --vanilla --slave -f "$work/run.R") >"$work/tests.log" 2>&1 || status=$?
+(cd "$root" && R -d "$vg" --vanilla --slave -f tools/test-installed.R --args "$work/lib") >"$work/tests.log" 2>&1 || status=$?
 
 # Only the R processes' logs matter (valgrind also follows nothing else, as
 # children are started through R's own front end with -d).
@@ -74,7 +61,7 @@ for f in "$work"/vg/*.log; do
 done
 for f in "$work"/vg/*.log; do
   grep -q "ERROR SUMMARY" "$f" || continue
-  cmd=$(grep -m1 "Command:" "$f" | sed -E 's/.*Command: //; s/ -f .*(run\.R|callr-scr).*/ (\1)/')
+  cmd=$(grep -m1 "Command:" "$f" | sed -E 's/.*Command: //; s/ -f .*(test-installed\.R|callr-scr).*/ (\1)/')
   leaks=$(grep -E "(definitely|indirectly|possibly) lost:|still reachable:" "$f" |
     sed -E 's/^==[0-9]+== +//; s/ in [0-9,]+ blocks//' | paste -sd ';' - | sed 's/;/; /g')
   echo "  $(basename "$f" .log): $cmd: $(grep "ERROR SUMMARY" "$f" | tail -1 | sed -E 's/.*ERROR SUMMARY: ([0-9,]+ errors).*/\1/'); ${leaks:-no leak summary}"
