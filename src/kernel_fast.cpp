@@ -165,8 +165,8 @@ void make_fast_plan(const Problem& p, int threads, FastPlan& P) {
     }
     P.zeros.assign(std::max(P.in_col, P.pack_col) + wd, 0.0);
     P.span_cols = span_cols;
-    // weights, ring tags, ring, column pointers, broadcast weight table
-    P.scratch_doubles = taps + P.ring + P.ring * P.slot + span_cols + taps * wd + 8;
+    // ring tags, ring, column pointers, broadcast weight table
+    P.scratch_doubles = P.ring + P.ring * P.slot + span_cols + taps * wd + 8;
     outer = g.out_channels();
     outer_work = static_cast<double>(P.out_col) * P.OW * taps;
   } else {

@@ -56,7 +56,7 @@ struct PlanarTile {
   const double* const* cols;  // input columns by position s in the tile (zeros if outside)
   double* const* outs;        // the tile's output columns
   const index_t* off;         // per kernel row a: offset of its tap inside a column
-  const double* w;            // kh * kw weights, a * kw + b
+  const double* w;            // kh * kw weights, a + kh * b (the Keras array's order)
   double* wtab;               // room for kh * kw broadcast weight vectors
   double bias;
   index_t L;                  // output column length
@@ -97,6 +97,7 @@ DW_TARGET inline void planar_iter(const double* const* col, double* const* out, 
       for (int h = 0; h < VN; ++h) {
         if constexpr (MASKED) x[h] = V::load_masked(col[s] + base, mask);
         else x[h] = V::load(col[s] + (base + h * WD));
+        V::keep(x[h]);
       }
       DW_UNROLL
       for (int k = 0; k < J; ++k) {
@@ -132,7 +133,7 @@ DW_TARGET void planar_tile(const PlanarTile& t) {
   double* wtab = t.wtab;
   DW_UNROLL
   for (int q = 0; q < KH * KW; ++q) {
-    wres[q] = V::set1(t.w[q]);
+    wres[q] = V::set1(t.w[(q % KW) * KH + q / KW]);  // q = a * KW + b
     if (!resident) V::store(wtab + q * WD, wres[q]);
   }
   const reg bv = V::set1(t.bias);
@@ -176,7 +177,7 @@ DW_TARGET void planar_tile_general(const PlanarTile& t) {
         for (int a = 0; a < kh; ++a) {
           const index_t o = e + t.off[a];
           for (int b = 0; b < kw; ++b)
-            acc = V::fmadd(V::set1(t.w[a * kw + b]), V::load(t.cols[b * dw] + o), acc);
+            acc = V::fmadd(V::set1(t.w[a + kh * b]), V::load(t.cols[b * dw] + o), acc);
         }
         V::store(t.outs[0] + e, finish(acc, t.act));
       }
@@ -189,7 +190,7 @@ DW_TARGET void planar_tile_general(const PlanarTile& t) {
       const V::mask_t mask =
           V::make_mask(clamp_index(-base, 0, n), clamp_index(t.valid - base, 0, n));
       for (int b = 0; b < kw; ++b)
-        acc = V::fmadd(V::set1(t.w[a * kw + b]), V::load_masked(t.cols[b * dw] + base, mask), acc);
+        acc = V::fmadd(V::set1(t.w[a + kh * b]), V::load_masked(t.cols[b * dw] + base, mask), acc);
     }
     V::store_lanes(t.outs[0] + e, finish(acc, t.act), n);
     e += WD;
@@ -287,22 +288,20 @@ DW_TARGET void pack_phase_column(const FastPlan& P, const double* src, double* d
   }
 }
 
-// Output plane `plane` (c * M + m), output columns [j0, j1). Input column x
-// of the plane is at in_cols + (x - x_lo) * in_col for x in [x_lo, x_hi)
-// (the columns the tiles need; outside [0, W) they are padding), output
-// column j at out_cols + (j - j_out) * out_col.
-DW_TARGET void planar_plane(const FastPlan& P, index_t plane, const double* in_cols, index_t x_lo,
-                            index_t x_hi, double* out_cols, index_t j_out, index_t j0, index_t j1,
-                            double* scratch) {
+// Output plane `plane` (c * M + m), output columns [j0, j1). For small
+// planes this per-plane set-up is a large part of the work, so it reads the
+// plane's weights in place and keeps the column bookkeeping to one compare.
+DW_TARGET void run_planar_unit(const FastPlan& P, index_t plane, index_t j0, index_t j1, double* scratch) {
   const Geometry& g = P.p.geometry;
-  const index_t c = plane / P.M, m = plane % P.M;
+  const index_t c = P.M == 1 ? plane : plane / P.M;
+  const index_t m = P.M == 1 ? 0 : plane % P.M;
+  const double* in_plane = P.p.input + c * g.in_stride.c;
+  double* out_plane = P.p.output + plane * g.out_stride.c;
   const int kh = P.kh, kw = P.kw, sw = P.sw, dw = P.dw;
+  const index_t taps = static_cast<index_t>(kh) * kw;
 
-  // Weights of this plane, then the ring of packed columns (copy mode).
-  double* w = scratch;
-  for (int a = 0; a < kh; ++a)
-    for (int b = 0; b < kw; ++b) w[a * kw + b] = P.p.kernel[g.kernel_index(a, b, c, m)];
-  index_t* tags = reinterpret_cast<index_t*>(w + kh * kw);
+  // The ring of packed columns (copy mode), then the tile's column pointers.
+  index_t* tags = reinterpret_cast<index_t*>(scratch);
   for (index_t r = 0; r < P.ring; ++r) tags[r] = -1;
   double* ring = reinterpret_cast<double*>(tags + P.ring);
   const double** cols = reinterpret_cast<const double**>(ring + P.ring * P.slot);
@@ -313,7 +312,7 @@ DW_TARGET void planar_plane(const FastPlan& P, index_t plane, const double* in_c
   t.cols = cols;
   t.outs = outs;
   t.off = P.off.data();
-  t.w = w;
+  t.w = P.p.kernel + taps * (c + P.C * m);  // the Keras (kh, kw, C, M) array: a + kh * b
   t.wtab = reinterpret_cast<double*>(cols + P.span_cols);
   t.bias = P.p.bias ? P.p.bias[plane] : 0.0;
   t.L = P.out_col;
@@ -325,39 +324,39 @@ DW_TARGET void planar_plane(const FastPlan& P, index_t plane, const double* in_c
   t.kw = kw;
   t.dw = dw;
 
+  const double* zeros = P.zeros.data();
+  const std::size_t W = static_cast<std::size_t>(P.W);
   for (index_t j = j0; j < j1;) {
     const int J = special ? static_cast<int>(std::min<index_t>(P.jmax, j1 - j)) : 1;
     const index_t S = (J - 1) * sw + (kw - 1) * dw + 1;
     const index_t x0 = j * sw - P.pl;
-    for (index_t s = 0; s < S; ++s) {
-      const index_t x = x0 + s;
-      if (x < 0 || x >= P.W || x < x_lo || x >= x_hi) {
-        cols[s] = P.zeros.data();
-      } else if (!P.copy_mode) {
-        cols[s] = in_cols + (x - x_lo) * P.in_col;
-      } else {
+    if (!P.copy_mode) {
+      for (index_t s = 0; s < S; ++s) {
+        const index_t x = x0 + s;  // padding columns (x < 0 or x >= W) read zeros
+        cols[s] = static_cast<std::size_t>(x) < W ? in_plane + x * P.in_col : zeros;
+      }
+    } else {
+      for (index_t s = 0; s < S; ++s) {
+        const index_t x = x0 + s;
+        if (static_cast<std::size_t>(x) >= W) {
+          cols[s] = zeros;
+          continue;
+        }
         const index_t r = x % P.ring;
         double* dst = ring + r * P.slot;
         if (tags[r] != x) {
-          pack_phase_column(P, in_cols + (x - x_lo) * P.in_col, dst);
+          pack_phase_column(P, in_plane + x * P.in_col, dst);
           tags[r] = x;
         }
         cols[s] = dst;
       }
     }
-    for (int k = 0; k < J; ++k) outs[k] = out_cols + (j + k - j_out) * P.out_col;
+    for (int k = 0; k < J; ++k) outs[k] = out_plane + (j + k) * P.out_col;
     if (special) planar_dispatch(t, J, sw); else planar_tile_general(t);
     if (P.span_act)
       for (int k = 0; k < J; ++k) activate_span(P.p.activation, outs[k], P.out_col);
     j += J;
   }
-}
-
-DW_TARGET void run_planar_unit(const FastPlan& P, index_t plane, index_t j0, index_t j1, double* scratch) {
-  const Geometry& g = P.p.geometry;
-  const double* in_plane = P.p.input + (plane / P.M) * g.in_stride.c;
-  double* out_plane = P.p.output + plane * g.out_stride.c;
-  planar_plane(P, plane, in_plane, 0, P.W, out_plane, 0, j0, j1, scratch);
 }
 
 // ============================================================ channels_first

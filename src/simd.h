@@ -9,9 +9,9 @@
 //           arm64, plain scalar code elsewhere. Multiply and add are
 //           separate operations.
 //  VecAvx2  4 doubles in a ymm register, AVX2 + FMA intrinsics.
-//  VecAvx512 4 doubles in a ymm register with AVX-512VL: same width as AVX2
-//           (on the target CPUs 512-bit arithmetic is split in two anyway),
-//           but 32 registers and masked loads/stores.
+//  VecAvx512 4 doubles in a ymm register with AVX-512VL: same width as AVX2,
+//           but 32 registers and masked loads/stores. 512-bit vectors were
+//           measured (bench/NOTES.md) and were not faster here.
 #ifndef DEPTHWISE_SIMD_H
 #define DEPTHWISE_SIMD_H
 
@@ -48,6 +48,8 @@ struct VecBase {
     return r;
   }
   static inline reg zero() { return set1(0.0); }
+  // Keeps a loaded value in a register: see VecAvx2::keep().
+  static inline void keep(reg&) {}
   // a * b + c (two roundings at baseline; a fused instruction where the
   // compiler contracts it, e.g. on arm64).
   static inline reg fmadd(reg a, reg b, reg c) { return a * b + c; }
@@ -93,6 +95,10 @@ struct VecAvx2 {
   DW_AVX2_ATTR static inline void store(double* p, reg v) { _mm256_storeu_pd(p, v); }
   DW_AVX2_ATTR static inline reg set1(double v) { return _mm256_set1_pd(v); }
   DW_AVX2_ATTR static inline reg zero() { return _mm256_setzero_pd(); }
+  // An input vector feeds several multiply-adds. Without this GCC may fold
+  // its load into each of them (one load per FMA instead of one in all);
+  // misaligned loads are the bottleneck then. Empty asm: no instruction.
+  DW_AVX2_ATTR static inline void keep(reg& v) { __asm__("" : "+x"(v)); }
   DW_AVX2_ATTR static inline reg fmadd(reg a, reg b, reg c) { return _mm256_fmadd_pd(a, b, c); }
   DW_AVX2_ATTR static inline __m256i lane_mask(index_t lo, index_t hi) {
     const __m256i idx = _mm256_set_epi64x(3, 2, 1, 0);
@@ -129,6 +135,8 @@ struct VecAvx2 {
 // one-instruction deinterleave.
 struct VecAvx512 : VecAvx2 {
   static constexpr int registers = 32;
+
+  DW_AVX512_ATTR static inline void keep(reg& v) { __asm__("" : "+v"(v)); }
 
   DW_AVX512_ATTR static inline __mmask8 lane_mask(index_t lo, index_t hi) {
     const unsigned below_hi = hi >= 4 ? 0xFu : ((1u << (hi < 0 ? 0 : hi)) - 1u);
