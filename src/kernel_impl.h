@@ -330,18 +330,13 @@ DW_TARGET void run_planar_unit(const FastPlan& P, index_t plane, index_t j0, ind
     const int J = special ? static_cast<int>(std::min<index_t>(P.jmax, j1 - j)) : 1;
     const index_t S = (J - 1) * sw + (kw - 1) * dw + 1;
     const index_t x0 = j * sw - P.pl;
-    if (!P.copy_mode) {
-      for (index_t s = 0; s < S; ++s) {
-        const index_t x = x0 + s;  // padding columns (x < 0 or x >= W) read zeros
-        cols[s] = static_cast<std::size_t>(x) < W ? in_plane + x * P.in_col : zeros;
-      }
-    } else {
-      for (index_t s = 0; s < S; ++s) {
-        const index_t x = x0 + s;
-        if (static_cast<std::size_t>(x) >= W) {
-          cols[s] = zeros;
-          continue;
-        }
+    for (index_t s = 0; s < S; ++s) {
+      const index_t x = x0 + s;
+      if (static_cast<std::size_t>(x) >= W) {  // padding column (x < 0 or x >= W)
+        cols[s] = zeros;
+      } else if (!P.copy_mode) {
+        cols[s] = in_plane + x * P.in_col;
+      } else {
         const index_t r = x % P.ring;
         double* dst = ring + r * P.slot;
         if (tags[r] != x) {
