@@ -5,8 +5,6 @@
 //   [input offset] [output offset] [output buffers] (offsets in doubles from
 //   a page boundary; several output buffers in turn make the output memory
 //   cold, as R's outputs are, see the vignette). NT=threads in the environment.
-#include <omp.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cstdint>

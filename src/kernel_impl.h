@@ -298,7 +298,6 @@ DW_TARGET void run_planar_unit(const FastPlan& P, index_t plane, index_t j0, ind
   const double* in_plane = P.p.input + c * g.in_stride.c;
   double* out_plane = P.p.output + plane * g.out_stride.c;
   const int kh = P.kh, kw = P.kw, sw = P.sw, dw = P.dw;
-  const index_t taps = static_cast<index_t>(kh) * kw;
 
   // The ring of packed columns (copy mode), then the tile's column pointers.
   index_t* tags = reinterpret_cast<index_t*>(scratch);
@@ -312,7 +311,7 @@ DW_TARGET void run_planar_unit(const FastPlan& P, index_t plane, index_t j0, ind
   t.cols = cols;
   t.outs = outs;
   t.off = P.off.data();
-  t.w = P.p.kernel + taps * (c + P.C * m);  // the Keras (kh, kw, C, M) array: a + kh * b
+  t.w = P.p.kernel + g.kernel_index(0, 0, c, m);  // tap (a, b) at a + kh * b
   t.wtab = reinterpret_cast<double*>(cols + P.span_cols);
   t.bias = P.p.bias ? P.p.bias[plane] : 0.0;
   t.L = P.out_col;
