@@ -4,7 +4,8 @@
 //   N H W C k stride pad(0 valid, 1 same) isa(0 base, 1 avx2, 2 avx512) reps
 //   [input offset] [output offset] [output buffers] (offsets in doubles from
 //   a page boundary; several output buffers in turn make the output memory
-//   cold, as R's outputs are, see the vignette). NT=threads in the environment.
+//   cold, as R's outputs are, see the vignette). In the environment: NT=threads,
+//   CF=1 for channels_first (dims are still given as N H W C), M=depth_multiplier.
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
@@ -35,10 +36,15 @@ int main(int argc, char** argv) {
   const int out_off = argc > 11 ? std::atoi(argv[11]) : 24;
   const int buffers = argc > 12 ? std::max(1, std::atoi(argv[12])) : 1;
   const int threads = std::getenv("NT") ? std::max(1, std::atoi(std::getenv("NT"))) : 1;
+  const bool channels_first = std::getenv("CF") && std::atoi(std::getenv("CF")) == 1;
+  const index_t mult = std::getenv("M") ? std::max(1, std::atoi(std::getenv("M"))) : 1;
+  const index_t cf_dims[4] = {dims[0], dims[3], dims[1], dims[2]};
 
   Problem p;
-  p.geometry = make_geometry(dims, k, k, stride, stride, 1, 1, static_cast<Padding>(pad), 1, false);
-  std::vector<double> in_buf(p.geometry.in_size() + 4096), w(k * k * dims[3], 0.1), b(dims[3], 0.2);
+  p.geometry = make_geometry(channels_first ? cf_dims : dims, k, k, stride, stride, 1, 1,
+                             static_cast<Padding>(pad), mult, channels_first);
+  std::vector<double> in_buf(p.geometry.in_size() + 4096), w(k * k * dims[3] * mult, 0.1),
+      b(dims[3] * mult, 0.2);
   std::vector<std::vector<double>> out_bufs(buffers, std::vector<double>(p.geometry.out_size() + 4096));
   double* in = page_aligned(in_buf, in_off);
   for (index_t i = 0; i < p.geometry.in_size(); ++i) in[i] = 0.01 * (i % 97);

@@ -24,6 +24,7 @@
 #ifndef DEPTHWISE_FAST_PLAN_H
 #define DEPTHWISE_FAST_PLAN_H
 
+#include <cstdint>
 #include <vector>
 
 #include "kernels.h"
@@ -70,7 +71,14 @@ struct FastPlan {
   std::vector<index_t> in_lane;   // output lane -> input lane within a pixel block
   std::vector<char> contiguous;   // per group: lanes map to consecutive input lanes
   bool cf_direct = false;         // large pixel blocks: no packing, lane groups innermost
-  std::vector<index_t> group_in_off;  // direct: input lane of each group's first lane
+  std::vector<index_t> group_in_off;  // direct: input lane the group's vector loads start at
+  // Direct, when a group's lanes are not consecutive input lanes
+  // (depth_multiplier > 1 with a batch smaller than the vector): each group
+  // loads group_load[g] lanes from group_in_off[g] and permutes them
+  // (2 * width 32-bit indices per group, see simd.h). Empty otherwise.
+  std::vector<std::int32_t> group_perm;
+  std::vector<index_t> group_load;
+  index_t unmasked_groups = 0;  // groups [0, this) load whole vectors
 
   // both
   int width = 2;           // lanes per vector of the chosen instruction set

@@ -13,6 +13,7 @@
 // does not depend on the tile, band or thread it was computed in.
 
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
 #include <vector>
 
@@ -462,7 +463,30 @@ struct CfDirect {
   index_t os;              // doubles between output pixels of a column (P_out)
   int act;
   bool affine;             // in_off[g] == g * WD (depth_multiplier 1)
+  // Permuted groups (FastPlan::group_perm), or nullptr: group g loads
+  // load_n[g] lanes from in_off[g] and permutes them with perm + g * 2 * WD.
+  const std::int32_t* perm;
+  const index_t* load_n;
+  index_t unmasked;        // groups [0, unmasked) load whole vectors
 };
+
+// Group g's input vector at p (p already offset by in_off[g]): masked to the
+// lanes that exist, permuted to the group's output lanes when it has a
+// permutation.
+DW_TARGET inline reg cf_group_load(const CfDirect& d, const double* p, V::mask_t m, const V::perm_t& pg) {
+  const reg x = V::load_masked(p, m);
+  return d.perm ? V::permute(x, pg) : x;
+}
+
+DW_TARGET inline V::mask_t cf_group_mask(const CfDirect& d, index_t g, bool partial) {
+  return V::make_mask(0, d.perm ? d.load_n[g] : (partial ? d.tail : WD));
+}
+
+DW_TARGET inline V::perm_t cf_group_perm(const CfDirect& d, index_t g) {
+  V::perm_t pg{};
+  if (d.perm) pg = V::load_perm(d.perm + g * 2 * WD);
+  return pg;
+}
 
 // J output pixels down a column, all inside the image in rows; col[b] is
 // the input pixel of the tile's first input row in column b (or a zero
@@ -472,6 +496,7 @@ template <int KH, int KW, int J, int SH, int DH>
 DW_TARGET void cf_direct_tile(const CfDirect& d, const double* const* colbase, index_t rs, double* out) {
   constexpr int R = (J - 1) * SH + (KH - 1) * DH + 1;
   constexpr int GV = (V::registers >= 32 ? 16 : 8) / J >= 2 ? (V::registers >= 32 ? 16 : 8) / J : 1;
+  constexpr int GVP = 8 / J >= 2 ? 8 / J : 1;
   index_t roff[R];
   DW_UNROLL
   for (int r = 0; r < R; ++r) roff[r] = r * rs;
@@ -528,11 +553,48 @@ DW_TARGET void cf_direct_tile(const CfDirect& d, const double* const* colbase, i
     DW_UNROLL
     for (int b = 0; b < KW; ++b) col[b] = colbase[b];
   }
+  if (d.perm) {
+    // As above, but each group loads from its own lane and permutes.
+    const index_t whole = std::min(full, d.unmasked);
+    constexpr int GV = GVP;
+    for (; g + GV <= whole; g += GV) {
+      V::perm_t pv[GV];
+      reg acc[GV][J];
+      DW_UNROLL
+      for (int v = 0; v < GV; ++v) {
+        pv[v] = V::load_perm(d.perm + (g + v) * 2 * WD);
+        const reg bv = V::load(d.bpack + (g + v) * WD);
+        DW_UNROLL
+        for (int k = 0; k < J; ++k) acc[v][k] = bv;
+      }
+      const double* w = d.wpack + g * (KH * KW * WD);
+      DW_UNROLL
+      for (int b = 0; b < KW; ++b)
+        DW_UNROLL
+        for (int r = 0; r < R; ++r)
+          DW_UNROLL
+          for (int v = 0; v < GV; ++v) {
+            const reg x = V::permute(V::load(col[b] + (roff[r] + d.in_off[g + v])), pv[v]);
+            DW_UNROLL
+            for (int k = 0; k < J; ++k) {
+              const int as = r - k * SH;
+              if (as < 0 || as % DH != 0 || as / DH >= KH) continue;
+              const int a = as / DH;
+              acc[v][k] = V::fmadd(V::load(w + (v * KH * KW + a * KW + b) * WD), x, acc[v][k]);
+            }
+          }
+      DW_UNROLL
+      for (int v = 0; v < GV; ++v)
+        DW_UNROLL
+        for (int k = 0; k < J; ++k) V::store(out + k * os + (g + v) * WD, finish(acc[v][k], act));
+    }
+  }
   for (; g < d.groups; ++g) {
     const double* wg = d.wpack + g * (KH * KW * WD);
     const index_t io = d.in_off[g];
     const bool partial = g >= full;
-    const V::mask_t m = V::make_mask(0, partial ? d.tail : WD);
+    const V::mask_t m = cf_group_mask(d, g, partial);
+    const V::perm_t pg = cf_group_perm(d, g);
     reg acc[J];
     const reg bv = V::load(d.bpack + g * WD);
     DW_UNROLL
@@ -544,7 +606,7 @@ DW_TARGET void cf_direct_tile(const CfDirect& d, const double* const* colbase, i
         const reg wv = V::load(wg + (a * KW + b) * WD);
         DW_UNROLL
         for (int k = 0; k < J; ++k)
-          acc[k] = V::fmadd(wv, V::load_masked(col[b] + (roff[k * SH + a * DH] + io), m), acc[k]);
+          acc[k] = V::fmadd(wv, cf_group_load(d, col[b] + (roff[k * SH + a * DH] + io), m, pg), acc[k]);
       }
     DW_UNROLL
     for (int k = 0; k < J; ++k) V::store_lanes(out + k * os + g * WD, finish(acc[k], act), partial ? d.tail : WD);
@@ -582,10 +644,11 @@ DW_TARGET void cf_direct_pixel_t(const CfDirect& d, const double* const* tapp, d
     const double* w = d.wpack + g * (T * WD);
     const index_t io = d.in_off[g];
     const bool partial = g >= full;
-    const V::mask_t m = V::make_mask(0, partial ? d.tail : WD);
+    const V::mask_t m = cf_group_mask(d, g, partial);
+    const V::perm_t pg = cf_group_perm(d, g);
     reg acc = V::load(d.bpack + g * WD);
     DW_UNROLL
-    for (int t = 0; t < T; ++t) acc = V::fmadd(V::load(w + t * WD), V::load_masked(tap[t] + io, m), acc);
+    for (int t = 0; t < T; ++t) acc = V::fmadd(V::load(w + t * WD), cf_group_load(d, tap[t] + io, m, pg), acc);
     V::store_lanes(out + g * WD, finish(acc, d.act), partial ? d.tail : WD);
   }
 }
@@ -597,9 +660,10 @@ DW_TARGET void cf_direct_pixel(const CfDirect& d, int taps, const double* const*
     const double* w = d.wpack + g * (taps * WD);
     const index_t io = d.in_off[g];
     const bool partial = g >= full;
-    const V::mask_t m = V::make_mask(0, partial ? d.tail : WD);
+    const V::mask_t m = cf_group_mask(d, g, partial);
+    const V::perm_t pg = cf_group_perm(d, g);
     reg acc = V::load(d.bpack + g * WD);
-    for (int t = 0; t < taps; ++t) acc = V::fmadd(V::load(w + t * WD), V::load_masked(tap[t] + io, m), acc);
+    for (int t = 0; t < taps; ++t) acc = V::fmadd(V::load(w + t * WD), cf_group_load(d, tap[t] + io, m, pg), acc);
     V::store_lanes(out + g * WD, finish(acc, d.act), partial ? d.tail : WD);
   }
 }
@@ -649,6 +713,9 @@ DW_TARGET void run_cf_direct_unit(const FastPlan& P, index_t j, index_t i0, inde
   d.os = P.P_out;
   d.act = P.fused_act;
   d.affine = P.M == 1;
+  d.perm = P.group_perm.empty() ? nullptr : P.group_perm.data() + g0 * 2 * WD;
+  d.load_n = P.group_load.empty() ? nullptr : P.group_load.data() + g0;
+  d.unmasked = std::max<index_t>(0, std::min(P.unmasked_groups - g0, d.groups));
   const int kh = P.kh, kw = P.kw, taps = kh * kw;
   const double** tap = reinterpret_cast<const double**>(scratch);
   const double* zeros = P.zeros.data();

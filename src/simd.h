@@ -15,6 +15,7 @@
 #ifndef DEPTHWISE_SIMD_H
 #define DEPTHWISE_SIMD_H
 
+#include <cstdint>
 #include <cstring>
 
 #include "geometry.h"
@@ -73,6 +74,13 @@ struct VecBase {
     even = reg{p[0], p[2]};
     odd = reg{p[1], p[3]};
   }
+  // A lane permutation, given as 2 * width 32-bit indices (lane l takes
+  // lane idx[2 l] / 2: the AVX2 form, two halves per double).
+  struct perm_t {
+    std::int32_t from[width];
+  };
+  static inline perm_t load_perm(const std::int32_t* idx) { return perm_t{{idx[0] >> 1, idx[2] >> 1}}; }
+  static inline reg permute(reg v, perm_t p) { return reg{v[p.from[0]], v[p.from[1]]}; }
   // relu as the reference writes it: v < 0 ? 0 : v (NaN stays NaN).
   static inline reg relu(reg v) {
     for (int l = 0; l < width; ++l) v[l] = v[l] < 0 ? 0.0 : v[l];
@@ -120,6 +128,15 @@ struct VecAvx2 {
     // unpack gives (p0 p4 p2 p6) / (p1 p5 p3 p7); the permute restores order.
     even = _mm256_permute4x64_pd(_mm256_unpacklo_pd(lo, hi), 0xD8);
     odd = _mm256_permute4x64_pd(_mm256_unpackhi_pd(lo, hi), 0xD8);
+  }
+  // Lane permutation: lane l takes lane idx[2 l] / 2 (vpermps on the
+  // doubles' 32-bit halves, so idx holds 2 s, 2 s + 1 for source lane s).
+  typedef __m256i perm_t;
+  DW_AVX2_ATTR static inline perm_t load_perm(const std::int32_t* idx) {
+    return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(idx));
+  }
+  DW_AVX2_ATTR static inline reg permute(reg v, perm_t p) {
+    return _mm256_castps_pd(_mm256_permutevar8x32_ps(_mm256_castpd_ps(v), p));
   }
   // max/min return their second operand when one is NaN: NaN stays NaN and
   // -0 stays -0, as in the reference (v < 0 ? 0 : v).

@@ -33,8 +33,8 @@ make_case <- function(dims, kh, kw, C, M, seed) {
 # Each row is a path: kernel size (3x3 / 5x5 tiles, general fallback),
 # strides and dilation (specialised pairs and others), depth multiplier,
 # batch, layout (channels_last in place / strided copy; channels_first
-# direct with affine or mapped lanes, or packed), partial vectors and
-# tiny outputs.
+# direct with affine, mapped or permuted lanes, narrower than a vector or
+# not, or packed), partial vectors and tiny outputs.
 path_cases <- read.table(header = TRUE, stringsAsFactors = FALSE, text = "
 name                     fmt   N  H   W   C  kh kw sh sw dh dw M pad
 cl_3x3_same              last  1  23  19  5  3  3  1  1  1  1  1 same
@@ -70,6 +70,12 @@ cf_5x5_stride2           first 1  15  15  9  5  5  2  2  1  1  1 same
 cf_3x3_m2_affine         first 4  9   8   5  3  3  1  1  1  1  2 valid
 cf_3x3_m2_mapped         first 1  9   8   37 3  3  1  1  1  1  2 same
 cf_3x3_m3_mapped_batch3  first 3  7   9   5  3  3  1  1  1  1  3 same
+cf_3x3_m2_permuted_tail  first 1  11  10  9  3  3  1  1  1  1  2 same
+cf_5x5_m4_permuted       first 1  12  11  5  5  5  1  1  1  1  4 same
+cf_3x3_m2_batch2_s2      first 2  13  12  7  3  3  2  2  1  1  2 same
+cf_3x3_m3_dil2_narrow    first 1  14  13  1  3  3  1  1  2  2  3 same
+cf_3x3_m2_batch5_packed  first 5  8   9   3  3  3  1  1  1  1  2 valid
+cf_general_7x7_m2        first 1  12  12  6  7  7  1  1  1  1  2 same
 cf_general_7x7           first 1  12  13  9  7  7  1  1  1  1  1 same
 cf_general_2x3_s3        first 2  11  10  6  2  3  3  1  1  1  1 same
 cf_packed_large_image    first 1  70  66  3  3  3  1  1  1  1  1 same
@@ -117,7 +123,7 @@ test_that("the reference kernel agrees with the plain-R formula on the path case
 
 test_that("results are identical at 1, 2, 3 and 4 threads on every layout", {
   for (name in c("cl_3x3_same", "cl_3x3_stride2", "cl_5x5_same", "cf_3x3_direct", "cf_3x3_m2_mapped",
-                 "cf_packed_large_image", "cl_general_7x7")) {
+                 "cf_3x3_m2_permuted_tail", "cf_packed_large_image", "cl_general_7x7")) {
     row <- path_cases[path_cases$name == name, ]
     inp <- case_input(row)
     one <- run_case(row, inp, threads = 1L)
