@@ -368,6 +368,41 @@ say("Cost per multiply-add should stay flat as the work grows; it rises where th
 say("")
 for (l in md_table(do.call(rbind, rows))) say(l)
 say("")
+plot_scaling <- function(file) {
+  macs <- vapply(seq_len(nrow(scale_shapes)), function(i) geometry(scale_shapes[i, ])$flops / 2, numeric(1))
+  us <- vapply(seq_len(nrow(scale_shapes)), function(i) med(scale_res[[paste(scale_shapes$series[i], i)]]) * 1e6,
+               numeric(1))
+  ns_per_k <- us * 1e3 / (macs / 1000)
+  series <- unique(scale_shapes$series)
+  cols <- c(batch = "#1b6ca8", image = "#d1495b")
+  grDevices::png(file, width = 1100, height = 480, res = 110)
+  on.exit(grDevices::dev.off())
+  graphics::par(mfrow = c(1, 2), mar = c(4.5, 4.5, 3, 1))
+  # Linear cost is a line of slope 1 on log-log axes; the dashed one goes
+  # through the median cost per multiply-add.
+  graphics::plot(macs, us, log = "xy", type = "n", xlab = "multiply-adds (N*H*W*C*kh*kw)",
+                 ylab = "µs per call (median)", main = "Time per call")
+  graphics::abline(a = log10(stats::median(us / macs)), b = 1, lty = 2, col = "grey50")
+  for (s in series) {
+    k <- scale_shapes$series == s
+    graphics::lines(macs[k], us[k], type = "b", pch = 19, col = cols[[s]])
+  }
+  graphics::legend("topleft", c("N grows (56x56x32)", "H = W grows (N = 1, C = 32)", "linear in the work"),
+                   col = c(cols, "grey50"), lty = c(1, 1, 2), pch = c(19, 19, NA), bty = "n")
+  graphics::plot(macs, ns_per_k, log = "x", type = "n", ylim = c(0, max(ns_per_k) * 1.1),
+                 xlab = "multiply-adds (N*H*W*C*kh*kw)", ylab = "ns per 1000 multiply-adds",
+                 main = "Cost per unit of work (flat = linear)")
+  for (s in series) {
+    k <- scale_shapes$series == s
+    graphics::lines(macs[k], ns_per_k[k], type = "b", pch = 19, col = cols[[s]])
+  }
+}
+if (!quick) {
+  plot_scaling(file.path(here, "scaling.png"))
+  say("The same numbers as a curve: `bench/scaling.png` (left: µs against work on log-log axes, ",
+      "where linear cost is a line of slope 1; right: ns per 1000 multiply-adds).")
+  say("")
+}
 
 rows <- list()
 for (i in seq_len(nrow(shapes))) {
