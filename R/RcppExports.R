@@ -33,3 +33,7 @@ dw_output_cache <- function(release = FALSE, cap_bytes = NULL, full_gc_ms = NULL
     .Call(`_depthwise_dw_output_cache`, release, cap_bytes, full_gc_ms)
 }
 
+dw_thread_pool_workers <- function() {
+    .Call(`_depthwise_dw_thread_pool_workers`)
+}
+

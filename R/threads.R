@@ -1,7 +1,11 @@
 #' Threads used by the convolution kernels
 #'
 #' The kernels split work across output channels (or, for few channels,
-#' bands of output columns) with OpenMP. The thread count comes from, in
+#' bands of output columns) over the package's worker threads. They start
+#' with the first large call and spin for up to 2 ms after each call before
+#' they sleep, so back-to-back calls do not pay for waking them; in a forked
+#' child (`parallel::mclapply()`) the calls run on the child's own thread.
+#' The thread count comes from, in
 #' order: `set_depthwise_threads()` / `options(depthwise.num_threads =)`, the
 #' environment variable `DEPTHWISE_NUM_THREADS`, else the number of physical
 #' cores. It is always capped by the OpenMP limits (`OMP_THREAD_LIMIT`,

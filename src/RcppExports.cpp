@@ -106,6 +106,15 @@ BEGIN_RCPP
     return rcpp_result_gen;
 END_RCPP
 }
+// dw_thread_pool_workers
+int dw_thread_pool_workers();
+RcppExport SEXP _depthwise_dw_thread_pool_workers() {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    rcpp_result_gen = Rcpp::wrap(dw_thread_pool_workers());
+    return rcpp_result_gen;
+END_RCPP
+}
 
 static const R_CallMethodDef CallEntries[] = {
     {"_depthwise_dw_activation_names", (DL_FUNC) &_depthwise_dw_activation_names, 0},
@@ -116,6 +125,7 @@ static const R_CallMethodDef CallEntries[] = {
     {"_depthwise_dw_isa", (DL_FUNC) &_depthwise_dw_isa, 0},
     {"_depthwise_dw_set_isa", (DL_FUNC) &_depthwise_dw_set_isa, 1},
     {"_depthwise_dw_output_cache", (DL_FUNC) &_depthwise_dw_output_cache, 3},
+    {"_depthwise_dw_thread_pool_workers", (DL_FUNC) &_depthwise_dw_thread_pool_workers, 0},
     {NULL, NULL, 0}
 };
 

@@ -17,6 +17,7 @@
 #include "fast_plan.h"
 #include "kernels.h"
 #include "output_alloc.h"
+#include "thread_pool.h"
 
 using namespace depthwise;
 
@@ -132,13 +133,25 @@ double* thread_scratch(std::size_t n) {
   return buffer.get();
 }
 
+struct FastJob {
+  const FastPlan* plan;
+  index_t first;     // unit of the job's index 0
+  std::size_t need;  // scratch doubles per thread
+};
+
+// One range of a job's units, on whichever thread takes it.
+void run_job_units(void* ctx, index_t first, index_t last) {
+  const FastJob& job = *static_cast<const FastJob*>(ctx);
+  run_fast_units(*job.plan, job.first + first, job.first + last, thread_scratch(job.need));
+}
+
 // Work per chunk between interrupt checks: a few milliseconds.
 constexpr double work_per_chunk = 16777216.0;
 
-// Plans the call, then runs its units in chunks: each chunk in parallel
-// (no R API inside), with an interrupt check between chunks. Units write
-// disjoint outputs and compute each element the same way wherever it runs,
-// so the result does not depend on `threads`.
+// Plans the call, then runs its units in chunks: each chunk in parallel on
+// the worker pool (thread_pool.h; no R API inside), with an interrupt check
+// between chunks. Units write disjoint outputs and compute each element the
+// same way wherever it runs, so the result does not depend on `threads`.
 void run_fast(const Problem& p, int threads) {
   FastPlan plan;
   make_fast_plan(p, threads, plan);
@@ -151,23 +164,15 @@ void run_fast(const Problem& p, int threads) {
   const index_t by_work = static_cast<index_t>(work_per_chunk / std::max(1.0, plan.unit_work));
   const index_t chunk = std::max<index_t>(threads, std::min<index_t>(units, by_work));
   const std::size_t need = static_cast<std::size_t>(plan.scratch_doubles);
+  FastJob job{&plan, 0, need};
   for (index_t first = 0; first < units; first += chunk) {
     const index_t last = std::min(units, first + chunk);
-#ifdef _OPENMP
-    if (threads > 1 && last - first > 1) {
-#pragma omp parallel num_threads(threads)
-      {
-        double* mine = thread_scratch(need);
-#pragma omp for schedule(static)
-        for (index_t u = first; u < last; ++u) run_fast_units(plan, u, u + 1, mine);
-      }
-    } else {
-      run_fast_units(plan, first, last, thread_scratch(need));
-    }
-#else
-    run_fast_units(plan, first, last, thread_scratch(need));
-#endif
-    if (last < units) Rcpp::checkUserInterrupt();  // outside the parallel region
+    job.first = first;
+    // About 8 chunks per thread: small enough to even out a thread that
+    // the machine holds up, large enough to keep the hand-out cheap.
+    const index_t grain = std::max<index_t>(1, (last - first) / (8 * static_cast<index_t>(threads)));
+    run_parallel(threads, last - first, grain, run_job_units, &job);
+    if (last < units) Rcpp::checkUserInterrupt();  // between parallel jobs
   }
 }
 
@@ -357,3 +362,7 @@ Rcpp::NumericVector dw_output_cache(bool release = false, SEXP cap_bytes = R_Nil
       Rcpp::Named("fault_ns_per_byte") = s.fault_ns_per_byte, Rcpp::Named("full_gc_ms") = s.full_gc_ms,
       Rcpp::Named("cap_bytes") = s.cap_bytes);
 }
+
+// Worker threads the pool has started (thread_pool.h); for tests.
+// [[Rcpp::export(rng = false)]]
+int dw_thread_pool_workers() { return thread_pool_workers(); }

@@ -1,4 +1,5 @@
 #include "output_alloc.h"
+#include "thread_pool.h"
 
 #include <R_ext/Rallocators.h>
 #include <R_ext/Rdynload.h>
@@ -366,4 +367,8 @@ bool pin_library_if_needed() { return false; }
 
 }  // namespace depthwise
 
-extern "C" void R_unload_depthwise(DllInfo*) { depthwise::pin_library_if_needed(); }
+// The workers run this library's code, so they stop before it goes.
+extern "C" void R_unload_depthwise(DllInfo*) {
+  depthwise::shutdown_thread_pool();
+  depthwise::pin_library_if_needed();
+}

@@ -201,35 +201,28 @@ test_that("results are identical at every thread count, and bad settings are err
   }
 })
 
-test_that("no R API call sits inside an OpenMP parallel region", {
-  # R's API is not thread-safe. Read the sources: between an
-  # `omp parallel` pragma and the end of its statement or block, no R or
-  # Rcpp call may appear.
-  files <- list.files(test_path("..", "..", "src"), pattern = "\\.(cpp|h)$", full.names = TRUE)
-  skip_if(!length(files), "package sources not available (installed tests)")
+test_that("no R API call sits in the code the worker threads run", {
+  # R's API is not thread-safe. The pool's workers (thread_pool.cpp) run
+  # run_job_units() in entry.cpp, which runs the fast kernels: none of that
+  # code may call R or Rcpp. Comments are ignored.
+  src <- test_path("..", "..", "src")
+  skip_if(!file.exists(file.path(src, "thread_pool.cpp")), "package sources not available (installed tests)")
   r_api <- "\\b(Rf_[A-Za-z]+|R_[A-Za-z]+|REAL|INTEGER|LOGICAL|SEXP|PROTECT|Rcpp::|checkUserInterrupt|Rprintf|warning|stop)\\b"
-  for (f in files) {
-    text <- readLines(f, warn = FALSE)
-    starts <- grep("#pragma omp parallel", text)
-    for (s in starts) {
-      # The region: the next statement, or the balanced block it opens.
-      depth <- 0L
-      k <- s + 1L
-      region <- character()
-      repeat {
-        line <- text[k]
-        region <- c(region, line)
-        depth <- depth + lengths(regmatches(line, gregexpr("\\{", line))) -
-          lengths(regmatches(line, gregexpr("\\}", line)))
-        if (depth <= 0L && grepl("[;}]\\s*(//.*)?$", line)) break
-        k <- k + 1L
-        if (k > length(text)) break
-      }
-      code <- sub("//.*$", "", region)
-      expect_false(any(grepl(r_api, code)),
-                   label = sprintf("R API call in the parallel region at %s:%d", basename(f), s))
-    }
+  code_of <- function(lines) sub("//.*$", "", lines)
+  worker_files <- c("thread_pool.h", "thread_pool.cpp", "kernel_fast.cpp", "kernel_impl.h", "fast_plan.h",
+                    "simd.h", "kernels.h", "activation.h", "geometry.h",
+                    list.files(src, pattern = "^kernel_isa_.*[.]cpp$"))
+  for (f in worker_files) {
+    code <- code_of(readLines(file.path(src, f), warn = FALSE))
+    expect_false(any(grepl(r_api, code)), label = sprintf("an R API call in %s", f))
   }
+  entry <- readLines(file.path(src, "entry.cpp"), warn = FALSE)
+  first <- grep("^void run_job_units\\(", entry)
+  expect_length(first, 1L)
+  last <- first + which(entry[first:length(entry)] == "}")[1] - 1L
+  body <- code_of(entry[first:last])
+  expect_true(any(grepl("run_fast_units", body)))
+  expect_false(any(grepl(r_api, body)), label = "an R API call in run_job_units()")
 })
 
 # ---- Uninitialised memory -------------------------------------------------------

@@ -73,3 +73,30 @@ test_that("a layer gives the same numbers whatever the thread setting", {
   y2 <- withr::with_options(list(depthwise.num_threads = 2L), layer(x))
   expect_identical(y1, y2)
 })
+
+test_that("threads start once and are reused; a forked child runs layers without hanging", {
+  skip_on_os("windows")
+  withr::local_envvar(OMP_THREAD_LIMIT = NA, OMP_NUM_THREADS = NA, `_R_CHECK_LIMIT_CORES_` = NA)
+  withr::local_options(depthwise.num_threads = 2L)
+  skip_if(get_depthwise_threads() < 2L, "one core: no worker threads to test")
+  set.seed(11)
+  x <- array(rnorm(1 * 56 * 56 * 64), c(1, 56, 56, 64))
+  layer <- layer_depthwise_conv_2d(kernel_size = 3, padding = "same")
+  y <- layer(x)  # large enough for 2 threads: starts the worker
+  expect_identical(dw_thread_pool_workers(), 1L)
+  expect_identical(layer(x), y)
+  expect_identical(dw_thread_pool_workers(), 1L)
+  # OpenMP's workers do not survive fork(): a child that used them hung
+  # (parallel::mclapply). The child must run the layer on its own thread.
+  job <- parallel::mcparallel(list(same = identical(layer(x), y), workers = dw_thread_pool_workers()))
+  res <- parallel::mccollect(job, wait = FALSE, timeout = 60)
+  if (is.null(res)) {
+    tools::pskill(job$pid)
+    parallel::mccollect(job)
+    fail("the forked child did not finish within 60 s")
+  } else {
+    expect_true(res[[1]]$same)
+    expect_identical(res[[1]]$workers, 0L)
+  }
+  expect_identical(layer(x), y)
+})
