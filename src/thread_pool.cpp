@@ -48,6 +48,7 @@ class Pool {
       fn(ctx, 0, units);
       return;
     }
+    busy_.store(true, std::memory_order_release);
     fn_ = fn;
     ctx_ = ctx;
     units_ = units;
@@ -67,6 +68,7 @@ class Pool {
       if (spins % 1024 == 0) std::this_thread::yield();
       else cpu_relax();
     }
+    busy_.store(false, std::memory_order_release);
   }
 
   void shutdown() {
@@ -85,10 +87,21 @@ class Pool {
 
   int workers() const { return static_cast<int>(workers_.size()); }
 
-  void forget_workers_after_fork() {
-    // The threads do not exist in the child; their std::thread objects must
-    // never be joined or destroyed there, so they are leaked.
-    new std::vector<std::thread>(std::move(workers_));
+  // Before fork(): stop the workers, so that the child inherits no thread
+  // state (memory only a thread that does not exist in the child could
+  // free) and the mutex is free. They start again at the next parallel job.
+  // Not while a job runs (a fork from another thread): the child then
+  // inherits the workers' state and forgets it (below).
+  void before_fork() {
+    if (!busy_.load(std::memory_order_acquire) && !forked_child_) shutdown();
+  }
+
+  // In the child: workers that were running at the fork do not exist here.
+  // Their std::thread objects must never be joined or destroyed, so they are
+  // kept aside. The child runs its jobs on its own thread: it is usually one
+  // of several processes already sharing the cores (parallel::mclapply).
+  void after_fork_in_child() {
+    if (!workers_.empty()) orphans_ = new std::vector<std::thread>(std::move(workers_));
     workers_.clear();
     forked_child_ = true;
   }
@@ -150,7 +163,9 @@ class Pool {
   std::atomic<int> sleepers_{0};
   std::atomic<int> pending_{0};
   std::atomic<bool> stopping_{false};
+  std::atomic<bool> busy_{false};
   bool forked_child_ = false;
+  std::vector<std::thread>* orphans_ = nullptr;  // see after_fork_in_child()
   // The job: written by run() before the generation changes, read by the
   // workers after they see the change.
   UnitRangeFn fn_ = nullptr;
@@ -163,7 +178,8 @@ class Pool {
 Pool& pool();
 
 #if DEPTHWISE_HAVE_ATFORK
-void after_fork_in_child() { pool().forget_workers_after_fork(); }
+void before_fork() { pool().before_fork(); }
+void after_fork_in_child() { pool().after_fork_in_child(); }
 #endif
 
 // Never destroyed: workers may outlive static destruction at exit.
@@ -171,7 +187,7 @@ Pool& pool() {
   static Pool* p = [] {
     Pool* made = new Pool;
 #if DEPTHWISE_HAVE_ATFORK
-    pthread_atfork(nullptr, nullptr, after_fork_in_child);
+    pthread_atfork(before_fork, nullptr, after_fork_in_child);
 #endif
     return made;
   }();

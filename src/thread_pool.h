@@ -13,8 +13,10 @@
 // atomic counter, so a thread that the machine preempts does not hold the
 // others up. Which thread computes a unit does not change its result.
 //
-// After fork() (parallel::mclapply) the child has no workers: it runs every
-// job on its calling thread.
+// fork() (parallel::mclapply) first stops the workers, so the child
+// inherits no thread state; the child runs every job on its calling thread
+// (it is usually one of several processes sharing the cores already), and
+// the parent starts its workers again at its next parallel job.
 #ifndef DEPTHWISE_THREAD_POOL_H
 #define DEPTHWISE_THREAD_POOL_H
 
