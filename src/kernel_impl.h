@@ -430,13 +430,12 @@ DW_TARGET void cf_column_general(const CfColumn& t) {
   }
 }
 
+// The plan's jmax for channels_first is 4 (make_fast_plan()); other tile
+// heights are not instantiated (each costs code in every instruction set).
 template <int KH, int KW, int SH, int DH>
 DW_TARGET void cf_dispatch_j(const CfColumn& t, int jmax) {
-  switch (jmax) {
-    case 4: cf_column<KH, KW, 4, SH, DH>(t); return;
-    case 6: cf_column<KH, KW, 6, SH, DH>(t); return;
-    default: cf_column<KH, KW, 8, SH, DH>(t); return;
-  }
+  if (jmax == 4) cf_column<KH, KW, 4, SH, DH>(t);
+  else cf_column_general(t);
 }
 
 DW_TARGET void cf_dispatch(const CfColumn& t, int jmax) {
@@ -677,15 +676,7 @@ DW_TARGET bool cf_direct_dispatch_j(const CfDirect& d, const double* const* col,
     case 2: cf_direct_tile<KH, KW, 2, SH, DH>(d, col, rs, out); return true;
     case 3: cf_direct_tile<KH, KW, 3, SH, DH>(d, col, rs, out); return true;
     case 4: cf_direct_tile<KH, KW, 4, SH, DH>(d, col, rs, out); return true;
-    default: break;
-  }
-  if (V::registers < 32) return false;
-  switch (J) {
-    case 5: cf_direct_tile<KH, KW, 5, SH, DH>(d, col, rs, out); return true;
-    case 6: cf_direct_tile<KH, KW, 6, SH, DH>(d, col, rs, out); return true;
-    case 7: cf_direct_tile<KH, KW, 7, SH, DH>(d, col, rs, out); return true;
-    case 8: cf_direct_tile<KH, KW, 8, SH, DH>(d, col, rs, out); return true;
-    default: return false;
+    default: return false;  // J <= jmax = 4 for channels_first
   }
 }
 
