@@ -487,6 +487,47 @@ DW_TARGET inline V::perm_t cf_group_perm(const CfDirect& d, index_t g) {
   return pg;
 }
 
+// One step of the direct tile: GN lane groups by J output rows, J * GN
+// independent accumulators. Each input vector (row r, column b, group v) is
+// loaded once and feeds every (output row k, kernel row a) with
+// k * SH + a * DH == r. Group v reads lanes v * WD on from col[b] (affine)
+// or lane_off[v] on, permuted by pv[v] (PERM); its weights, bias and
+// output start at v * WD lanes past w, bias and o.
+template <int KH, int KW, int J, int SH, int DH, int GN, bool PERM>
+DW_TARGET inline void cf_direct_step(const double* const* col, const index_t* roff, const index_t* lane_off,
+                                     const V::perm_t* pv, const double* w, const double* bias, double* o,
+                                     index_t os, int act) {
+  constexpr int R = (J - 1) * SH + (KH - 1) * DH + 1;
+  reg acc[GN][J];
+  DW_UNROLL
+  for (int v = 0; v < GN; ++v) {
+    const reg bv = V::load(bias + v * WD);
+    DW_UNROLL
+    for (int k = 0; k < J; ++k) acc[v][k] = bv;
+  }
+  DW_UNROLL
+  for (int b = 0; b < KW; ++b)
+    DW_UNROLL
+    for (int r = 0; r < R; ++r)
+      DW_UNROLL
+      for (int v = 0; v < GN; ++v) {
+        reg x;
+        if constexpr (PERM) x = V::permute(V::load(col[b] + (roff[r] + lane_off[v])), pv[v]);
+        else x = V::load(col[b] + (roff[r] + v * WD));
+        DW_UNROLL
+        for (int k = 0; k < J; ++k) {
+          const int as = r - k * SH;  // a * DH
+          if (as < 0 || as % DH != 0 || as / DH >= KH) continue;
+          const int a = as / DH;
+          acc[v][k] = V::fmadd(V::load(w + (v * KH * KW + a * KW + b) * WD), x, acc[v][k]);
+        }
+      }
+  DW_UNROLL
+  for (int v = 0; v < GN; ++v)
+    DW_UNROLL
+    for (int k = 0; k < J; ++k) V::store(o + k * os + v * WD, finish(acc[v][k], act));
+}
+
 // J output pixels down a column, all inside the image in rows; col[b] is
 // the input pixel of the tile's first input row in column b (or a zero
 // block as long as R rows). Row r of the tile is col[b] + r * rs.
@@ -518,34 +559,7 @@ DW_TARGET void cf_direct_tile(const CfDirect& d, const double* const* colbase, i
     const double* bias = d.bpack;
     double* o = out;
     for (; g + GV <= full; g += GV) {
-      reg acc[GV][J];
-      DW_UNROLL
-      for (int v = 0; v < GV; ++v) {
-        const reg bv = V::load(bias + v * WD);
-        DW_UNROLL
-        for (int k = 0; k < J; ++k) acc[v][k] = bv;
-      }
-      // Each input vector (row r, column b, group v) is loaded once and
-      // feeds every (output row k, kernel row a) with k * SH + a * DH == r.
-      DW_UNROLL
-      for (int b = 0; b < KW; ++b)
-        DW_UNROLL
-        for (int r = 0; r < R; ++r)
-          DW_UNROLL
-          for (int v = 0; v < GV; ++v) {
-            const reg x = V::load(col[b] + (roff[r] + v * WD));
-            DW_UNROLL
-            for (int k = 0; k < J; ++k) {
-              const int as = r - k * SH;  // a * DH
-              if (as < 0 || as % DH != 0 || as / DH >= KH) continue;
-              const int a = as / DH;
-              acc[v][k] = V::fmadd(V::load(w + (v * KH * KW + a * KW + b) * WD), x, acc[v][k]);
-            }
-          }
-      DW_UNROLL
-      for (int v = 0; v < GV; ++v)
-        DW_UNROLL
-        for (int k = 0; k < J; ++k) V::store(o + k * os + v * WD, finish(acc[v][k], act));
+      cf_direct_step<KH, KW, J, SH, DH, GV, false>(col, roff, nullptr, nullptr, w, bias, o, os, act);
       DW_UNROLL
       for (int b = 0; b < KW; ++b) col[b] += GV * WD;
       w += GV * KH * KW * WD;
@@ -556,38 +570,14 @@ DW_TARGET void cf_direct_tile(const CfDirect& d, const double* const* colbase, i
     for (int b = 0; b < KW; ++b) col[b] = colbase[b];
   }
   if (d.perm) {
-    // As above, but each group loads from its own lane and permutes.
+    // Each group loads from its own lane and permutes.
     const index_t whole = std::min(full, d.unmasked);
     for (; g + GVP <= whole; g += GVP) {
       V::perm_t pv[GVP];
-      reg acc[GVP][J];
       DW_UNROLL
-      for (int v = 0; v < GVP; ++v) {
-        pv[v] = V::load_perm(d.perm + (g + v) * 2 * WD);
-        const reg bv = V::load(d.bpack + (g + v) * WD);
-        DW_UNROLL
-        for (int k = 0; k < J; ++k) acc[v][k] = bv;
-      }
-      const double* w = d.wpack + g * (KH * KW * WD);
-      DW_UNROLL
-      for (int b = 0; b < KW; ++b)
-        DW_UNROLL
-        for (int r = 0; r < R; ++r)
-          DW_UNROLL
-          for (int v = 0; v < GVP; ++v) {
-            const reg x = V::permute(V::load(col[b] + (roff[r] + d.in_off[g + v])), pv[v]);
-            DW_UNROLL
-            for (int k = 0; k < J; ++k) {
-              const int as = r - k * SH;
-              if (as < 0 || as % DH != 0 || as / DH >= KH) continue;
-              const int a = as / DH;
-              acc[v][k] = V::fmadd(V::load(w + (v * KH * KW + a * KW + b) * WD), x, acc[v][k]);
-            }
-          }
-      DW_UNROLL
-      for (int v = 0; v < GVP; ++v)
-        DW_UNROLL
-        for (int k = 0; k < J; ++k) V::store(out + k * os + (g + v) * WD, finish(acc[v][k], act));
+      for (int v = 0; v < GVP; ++v) pv[v] = V::load_perm(d.perm + (g + v) * 2 * WD);
+      cf_direct_step<KH, KW, J, SH, DH, GVP, true>(col, roff, d.in_off + g, pv, d.wpack + g * (KH * KW * WD),
+                                                   d.bpack + g * WD, out + g * WD, os, act);
     }
   }
   for (; g < d.groups; ++g) {
