@@ -710,6 +710,9 @@ DW_TARGET void run_cf_direct_unit(const FastPlan& P, index_t j, index_t i0, inde
   lo = clamp_index(lo, i0, i1);
   hi = clamp_index(hi, lo, i1);
   double* out_col = P.p.output + P.P_out * P.OH * j + g0 * WD;
+  // The unit's lanes of an output pixel: activations applied per span must
+  // not reach the lanes of other units (other threads').
+  const index_t unit_lanes = std::min(P.P_out, g1 * WD) - g0 * WD;
   for (index_t i = i0; i < i1;) {
     double* out = out_col + P.P_out * i;
     const index_t J = (i >= lo && i < hi) ? std::min<index_t>(P.jmax, hi - i) : 1;
@@ -731,12 +734,12 @@ DW_TARGET void run_cf_direct_unit(const FastPlan& P, index_t j, index_t i0, inde
       if (taps == 9) cf_direct_pixel_t<9>(d, tap, out);
       else if (taps == 25) cf_direct_pixel_t<25>(d, tap, out);
       else cf_direct_pixel(d, taps, tap, out);
-      if (P.span_act) activate_span(P.p.activation, out, P.P_out);
+      if (P.span_act) activate_span(P.p.activation, out, unit_lanes);
       i += 1;
       continue;
     }
     if (P.span_act)
-      for (index_t k = 0; k < J; ++k) activate_span(P.p.activation, out + k * P.P_out, P.P_out);
+      for (index_t k = 0; k < J; ++k) activate_span(P.p.activation, out + k * P.P_out, unit_lanes);
     i += J;
   }
 }

@@ -172,6 +172,26 @@ test_that("fused and span activations match the reference, NaN and -0 included",
   expect_identical(1 / y, 1 / fast_run(x, k, -0, activation = "relu", padding = "valid", reference = TRUE))
 })
 
+test_that("span activations stay inside the lanes of each channels_first work unit", {
+  # A pixel block of 400 lanes over 64 rows is split into lane chunks (a
+  # chunk's column strip is kept near 256 KiB: about 170 lanes here), each
+  # its own work unit. An activation applied per pixel once reached past the
+  # unit's lanes into its neighbour's, activating them twice (sigmoid: up to
+  # 0.5 off) and racing with the thread computing them.
+  case <- make_case(c(1, 400, 64, 8), 3, 3, 400, 1, seed = 23)
+  for (act in c("sigmoid", "tanh", "elu")) {
+    expected <- fast_run(case$x, case$kernel, case$bias, data_format = "channels_first",
+                         activation = act, reference = TRUE)
+    for (isa in isa_levels()) {
+      for (th in 1:2) {
+        got <- with_isa(isa, fast_run(case$x, case$kernel, case$bias, data_format = "channels_first",
+                                      activation = act, threads = th))
+        expect_lt(scale_rel_diff(got, expected), 1e-12, label = paste(act, isa, th))
+      }
+    }
+  }
+})
+
 test_that("non-finite weights give the reference result (padding must not meet 0 * Inf)", {
   x <- array(1, c(1, 5, 5, 2))
   kernel <- array(1, c(3, 3, 2, 1))
