@@ -79,6 +79,10 @@ struct FastPlan {
   std::vector<std::int32_t> group_perm;
   std::vector<index_t> group_load;
   index_t unmasked_groups = 0;  // groups [0, this) load whole vectors
+  // Direct, affine: prefetch the input rows the next row tile adds. Only
+  // for inputs beyond the last-level cache, where the short runs of a lane
+  // chunk leave the hardware prefetchers behind.
+  bool cf_prefetch = false;
 
   // both
   int width = 2;           // lanes per vector of the chosen instruction set

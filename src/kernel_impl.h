@@ -467,6 +467,7 @@ struct CfDirect {
   const std::int32_t* perm;
   const index_t* load_n;
   index_t unmasked;        // groups [0, unmasked) load whole vectors
+  bool prefetch;           // FastPlan::cf_prefetch
 };
 
 // Group g's input vector at p (p already offset by in_off[g]): masked to the
@@ -560,6 +561,14 @@ DW_TARGET void cf_direct_tile(const CfDirect& d, const double* const* colbase, i
     double* o = out;
     for (; g + GV <= full; g += GV) {
       cf_direct_step<KH, KW, J, SH, DH, GV, false>(col, roff, nullptr, nullptr, w, bias, o, os, act);
+      if (d.prefetch) {
+        // The rows of the rightmost column that the next row tile adds
+        // (the other columns were read by earlier units of this strip).
+        DW_UNROLL
+        for (int r = R; r < R + J * SH; ++r)
+          DW_UNROLL
+          for (int v = 0; v < GV; v += 64 / (WD * 8)) __builtin_prefetch(col[KW - 1] + (r * rs + v * WD), 0, 3);
+      }
       DW_UNROLL
       for (int b = 0; b < KW; ++b) col[b] += GV * WD;
       w += GV * KH * KW * WD;
@@ -699,6 +708,7 @@ DW_TARGET void run_cf_direct_unit(const FastPlan& P, index_t j, index_t i0, inde
   d.perm = P.group_perm.empty() ? nullptr : P.group_perm.data() + g0 * 2 * WD;
   d.load_n = P.group_load.empty() ? nullptr : P.group_load.data() + g0;
   d.unmasked = std::max<index_t>(0, std::min(P.unmasked_groups - g0, d.groups));
+  d.prefetch = P.cf_prefetch;
   const int kh = P.kh, kw = P.kw, taps = kh * kw;
   const double** tap = reinterpret_cast<const double**>(scratch);
   const double* zeros = P.zeros.data();
