@@ -564,10 +564,15 @@ DW_TARGET void cf_direct_tile(const CfDirect& d, const double* const* colbase, i
       if (d.prefetch) {
         // The rows of the rightmost column that the next row tile adds
         // (the other columns were read by earlier units of this strip).
+        // Past the last row these addresses lie outside the input: they
+        // are formed as integers (no out-of-bounds pointer), and a
+        // prefetch never faults.
+        const std::uintptr_t next = reinterpret_cast<std::uintptr_t>(col[KW - 1]);
         DW_UNROLL
         for (int r = R; r < R + J * SH; ++r)
           DW_UNROLL
-          for (int v = 0; v < GV; v += 64 / (WD * 8)) __builtin_prefetch(col[KW - 1] + (r * rs + v * WD), 0, 3);
+          for (int v = 0; v < GV; v += 64 / (WD * 8))
+            __builtin_prefetch(reinterpret_cast<const void*>(next + sizeof(double) * (r * rs + v * WD)), 0, 3);
       }
       DW_UNROLL
       for (int b = 0; b < KW; ++b) col[b] += GV * WD;
