@@ -228,8 +228,10 @@ void make_fast_plan(const Problem& p, int threads, FastPlan& P) {
     const bool pack = P.P_in < cf_direct_min_lanes && P.sh == 1 && P.OH * P.OW > 4096;
     P.cf_direct = (all_contiguous || permutable) && !pack;
     if (P.cf_direct) {
+      // Affine groups start at their first lane; permuted ones at `base`.
       P.group_in_off.resize(P.lanes_groups);
-      for (index_t grp = 0; grp < P.lanes_groups; ++grp) P.group_in_off[grp] = P.in_lane[grp * wd];
+      for (index_t grp = 0; grp < P.lanes_groups; ++grp)
+        P.group_in_off[grp] = all_contiguous ? P.in_lane[grp * wd] : base[grp];
       P.unmasked_groups = P.lanes_groups;
       P.cf_prefetch = 8.0 * static_cast<double>(g.in_size()) >= cf_prefetch_bytes;
       if (!all_contiguous) {
@@ -237,7 +239,6 @@ void make_fast_plan(const Problem& p, int threads, FastPlan& P) {
         P.group_load.resize(P.lanes_groups);
         for (index_t grp = 0; grp < P.lanes_groups; ++grp) {
           const index_t o0 = grp * wd, lanes = std::min<index_t>(wd, P.P_out - o0);
-          P.group_in_off[grp] = base[grp];
           P.group_load[grp] = std::min<index_t>(wd, P.P_in - base[grp]);
           for (index_t l = 0; l < lanes; ++l) {
             const auto from = static_cast<std::int32_t>(P.in_lane[o0 + l] - base[grp]);
