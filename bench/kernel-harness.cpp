@@ -5,7 +5,8 @@
 //   [input offset] [output offset] [output buffers] (offsets in doubles from
 //   a page boundary; several output buffers in turn make the output memory
 //   cold, as R's outputs are, see the vignette). In the environment: NT=threads,
-//   CF=1 for channels_first (dims are still given as N H W C), M=depth_multiplier.
+//   CF=1 for channels_first (dims are still given as N H W C), M=depth_multiplier,
+//   D=dilation (rows and columns).
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
@@ -38,10 +39,11 @@ int main(int argc, char** argv) {
   const int threads = std::getenv("NT") ? std::max(1, std::atoi(std::getenv("NT"))) : 1;
   const bool channels_first = std::getenv("CF") && std::atoi(std::getenv("CF")) == 1;
   const index_t mult = std::getenv("M") ? std::max(1, std::atoi(std::getenv("M"))) : 1;
+  const int dilation = std::getenv("D") ? std::max(1, std::atoi(std::getenv("D"))) : 1;
   const index_t cf_dims[4] = {dims[0], dims[3], dims[1], dims[2]};
 
   Problem p;
-  p.geometry = make_geometry(channels_first ? cf_dims : dims, k, k, stride, stride, 1, 1,
+  p.geometry = make_geometry(channels_first ? cf_dims : dims, k, k, stride, stride, dilation, dilation,
                              static_cast<Padding>(pad), mult, channels_first);
   std::vector<double> in_buf(p.geometry.in_size() + 4096), w(k * k * dims[3] * mult, 0.1),
       b(dims[3] * mult, 0.2);

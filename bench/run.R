@@ -260,6 +260,14 @@ for (i in seq_len(nrow(shapes))) {
   y <- layer(x)
   stopifnot(max(abs(ref_fn() - y)) <= 1e-12 * max(1, abs(y)),
             max(abs(plain_fn() - y)) <= 1e-12 * max(1, abs(y)))
+  # channels_first takes other kernels (direct, packed, prefetching beyond
+  # the cache); check them against the reference too.
+  key_cf <- paste(sh$name, "channels_first")
+  w_cf <- get_weights(layers[[key_cf]])
+  y_cf <- layers[[key_cf]](inputs[[key_cf]])
+  ref_cf <- dw_forward(inputs[[key_cf]], w_cf[[1]], w_cf[[2]], c(sh$s, sh$s), c(sh$d, sh$d), pad_code,
+                       TRUE, 0L, 1L, TRUE)
+  stopifnot(max(abs(ref_cf - y_cf)) <= 1e-12 * max(1, abs(y_cf)))
   b <- if (quick) 0.05 else 0.3
   base_res[[sh$name]] <- list(
     reference = stats::median(time_calls(ref_fn, b, min_reps = 3L, warmup = 0L)),

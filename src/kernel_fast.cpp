@@ -223,9 +223,17 @@ void make_fast_plan(const Problem& p, int threads, FastPlan& P) {
       base[grp] = P.P_in >= wd ? std::min(lo, P.P_in - wd) : 0;
     }
     // Packing pays off only for narrow pixel blocks over large images at
-    // row stride 1 (measured: 512 x 512 x 32 packed 20 ms, direct 32 ms;
-    // 4 x 10 x 10 x 12 packed 5.0 us, direct 2.7 us; stride 2 direct 2x faster).
-    const bool pack = P.P_in < cf_direct_min_lanes && P.sh == 1 && P.OH * P.OW > 4096;
+    // row stride 1 (session 3: 4 x 10 x 10 x 12 packed 5.0 us, direct 2.7
+    // us; stride 2 direct 2x faster), and not once the input is beyond the
+    // cache and the direct kernel prefetches: harness, 1 thread, min of
+    // alternated runs, 1 x 512 x 512 x 32 packed 14.2 ms, direct 7.5 ms;
+    // 1 x 512 x 512 x 16 6.8 against 4.2-4.6 ms. Below 4 vector groups
+    // packing still wins there (1 x 1024 x 1024 x 8: 15 against 26 ms),
+    // and in L3 the two are level (1 x 128 x 128 x 32 and 48, 2 x 128 x
+    // 128 x 24).
+    const bool beyond_cache = 8.0 * static_cast<double>(g.in_size()) >= cf_prefetch_bytes;
+    const bool pack = P.P_in < cf_direct_min_lanes && P.sh == 1 && P.OH * P.OW > 4096 &&
+                      !(beyond_cache && P.lanes_groups >= 4);
     P.cf_direct = (all_contiguous || permutable) && !pack;
     if (P.cf_direct) {
       // Affine groups start at their first lane; permuted ones at `base`.
@@ -233,7 +241,7 @@ void make_fast_plan(const Problem& p, int threads, FastPlan& P) {
       for (index_t grp = 0; grp < P.lanes_groups; ++grp)
         P.group_in_off[grp] = all_contiguous ? P.in_lane[grp * wd] : base[grp];
       P.unmasked_groups = P.lanes_groups;
-      P.cf_prefetch = 8.0 * static_cast<double>(g.in_size()) >= cf_prefetch_bytes;
+      P.cf_prefetch = beyond_cache;
       if (!all_contiguous) {
         P.group_perm.assign(P.lanes_groups * 2 * wd, 0);
         P.group_load.resize(P.lanes_groups);

@@ -292,3 +292,22 @@ test_that("the instruction set can be lowered and restored", {
   expect_identical(dw_isa()[["active"]], old)
   expect_error(dw_set_isa("sse9"), "unknown instruction set")
 })
+
+test_that("channels_first inputs beyond the cache (prefetching direct kernel) match the reference", {
+  # From 32 MiB of input (cf_prefetch_bytes in src/kernel_fast.cpp) the
+  # direct kernel prefetches the next row tile's rows, and narrow pixel
+  # blocks (16 lanes here) run direct instead of packed. Both cases are
+  # just above that size: 2 x 128 x 128 x 128 and 1 x 16 x 512 x 512.
+  for (dims in list(c(2, 128, 128, 128), c(1, 16, 512, 512))) {
+    case <- make_case(dims, 3, 3, dims[2], 1, seed = 29)
+    expect_gte(8 * length(case$x), 32 * 2^20)
+    expected <- fast_run(case$x, case$kernel, case$bias, data_format = "channels_first", reference = TRUE)
+    for (isa in isa_levels()) {
+      for (th in 1:2) {
+        got <- with_isa(isa, fast_run(case$x, case$kernel, case$bias, data_format = "channels_first",
+                                      threads = th))
+        expect_lt(scale_rel_diff(got, expected), 1e-12, label = paste(dims[4], isa, th))
+      }
+    }
+  }
+})
