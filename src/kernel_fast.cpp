@@ -38,8 +38,14 @@ constexpr double cf_strip_bytes = 256.0 * 1024;
 // Inputs from this size on are taken to come from memory, not cache.
 // Kernel harness, 32 x 56 x 56 x 144 channels_first (115 MB), 1 thread:
 // 22.3 ms without prefetches, 17.0 with; 1 x 28 x 28 x 192 (in L2) 72 us
-// without, 77 with; 4 x 64 x 64 x 64 (8 MB, in L3) no difference.
+// without, 77 with.
 constexpr double cf_prefetch_bytes = 32.0 * 1024 * 1024;
+// From this size on (beyond L2) inputs at row stride 1 prefetch too.
+// Harness, cold outputs, 1 thread, alternated runs: 8 x 28 x 28 x 240 5x5
+// (12 MB) 3,660-4,120 -> 2,590-2,850 us; 4 x 64 x 64 x 64 (8 MB) 970-1,010
+// -> 870-880 us, the same with dilation 2; level at 2 threads. At row
+// stride 2 it lost: 1 x 112 x 112 x 96 (9.6 MB) 433-452 -> 490-511 us.
+constexpr double cf_prefetch_bytes_stride1 = 4.0 * 1024 * 1024;
 
 }  // namespace
 
@@ -241,7 +247,8 @@ void make_fast_plan(const Problem& p, int threads, FastPlan& P) {
       for (index_t grp = 0; grp < P.lanes_groups; ++grp)
         P.group_in_off[grp] = all_contiguous ? P.in_lane[grp * wd] : base[grp];
       P.unmasked_groups = P.lanes_groups;
-      P.cf_prefetch = beyond_cache;
+      P.cf_prefetch = beyond_cache ||
+                      (P.sh == 1 && 8.0 * static_cast<double>(g.in_size()) >= cf_prefetch_bytes_stride1);
       if (!all_contiguous) {
         P.group_perm.assign(P.lanes_groups * 2 * wd, 0);
         P.group_load.resize(P.lanes_groups);
