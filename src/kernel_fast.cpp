@@ -34,7 +34,15 @@ constexpr double min_unit_work = 65536.0;
 // channels_first pixel blocks narrower than this may be packed per output
 // tile instead of read in place (see make_fast_plan()).
 constexpr index_t cf_direct_min_lanes = 64;
-constexpr double cf_strip_bytes = 256.0 * 1024;
+// A lane chunk's input column strip (H x kw pixels): half of L2, or a
+// quarter for inputs from memory. Harness, cold outputs, alternated runs,
+// 256 KB against 512 KB: 8 x 28 x 28 x 240 5x5 1T 2,580-3,450 against
+// 2,390-2,430 us, 2T 1,260-1,370 against 1,130-1,140; 4 x 64 x 64 x 64
+// 1T 915-930 against 765-780, 2T 484-493 against 408-413; 32 x 56 x 56 x
+// 144 (115 MB) 1T 17.0-21.6 against 18.8-21.8 ms, 2T 9.1-9.9 against
+// 9.5-10.0. 1 MB was no better than 512 KB.
+constexpr double cf_strip_bytes = 512.0 * 1024;
+constexpr double cf_strip_bytes_memory = 256.0 * 1024;
 // Inputs from this size on are taken to come from memory, not cache.
 // Kernel harness, 32 x 56 x 56 x 144 channels_first (115 MB), 1 thread:
 // 22.3 ms without prefetches, 17.0 with; 1 x 28 x 28 x 192 (in L2) 72 us
@@ -273,7 +281,8 @@ void make_fast_plan(const Problem& p, int threads, FastPlan& P) {
       // Lane chunks: a chunk's input column strip (H x kw pixels) should
       // stay in L2 while its columns are computed.
       const double strip_bytes = 8.0 * P.H * P.kw * wd;  // per lane group
-      P.chunk_groups = std::max<index_t>(1, static_cast<index_t>(cf_strip_bytes / strip_bytes));
+      const double strip_target = beyond_cache ? cf_strip_bytes_memory : cf_strip_bytes;
+      P.chunk_groups = std::max<index_t>(1, static_cast<index_t>(strip_target / strip_bytes));
       P.chunk_groups = std::min(P.chunk_groups, P.lanes_groups);
       P.chunks = ceil_div(P.lanes_groups, P.chunk_groups);
       P.chunk_groups = ceil_div(P.lanes_groups, P.chunks);

@@ -174,8 +174,8 @@ test_that("fused and span activations match the reference, NaN and -0 included",
 
 test_that("span activations stay inside the lanes of each channels_first work unit", {
   # A pixel block of 400 lanes over 64 rows is split into lane chunks (a
-  # chunk's column strip is kept near 256 KiB: about 170 lanes here), each
-  # its own work unit. An activation applied per pixel once reached past the
+  # chunk's column strip is kept under 512 KiB: two chunks of 200 lanes
+  # here), each its own work unit. An activation applied per pixel once reached past the
   # unit's lanes into its neighbour's, activating them twice (sigmoid: up to
   # 0.5 off) and racing with the thread computing them.
   case <- make_case(c(1, 400, 64, 8), 3, 3, 400, 1, seed = 23)
