@@ -33,6 +33,9 @@ namespace depthwise {
 
 enum class Isa : int { base = 0, avx2 = 1, avx512 = 2 };
 
+// Doubles between the padded columns of a small plane (FastPlan::small_plane).
+constexpr index_t small_plane_stride = 16;
+
 // Best instruction set this CPU supports (and this build can use).
 Isa detected_isa();
 // The one the kernels use: detected_isa() unless lowered by set_isa().
@@ -59,6 +62,14 @@ struct FastPlan {
   index_t phase_len = 0;   // copy mode: N * rows per phase
   index_t pack_col = 0;    // copy mode: sh * phase_len
   std::vector<index_t> off;  // kh row offsets into an (input or packed) column
+  // Small planes (output columns of at most two vectors, row stride 1): each
+  // plane is first copied into a zero-padded scratch of small_cols columns,
+  // small_plane_stride doubles apart, so that the tile's loads need no masks
+  // and address every column from one pointer. Data rows start at
+  // small_top; kernel row a reads small_off[a] past the output row.
+  bool small_plane = false;
+  index_t small_cols = 0, small_top = 0, small_scratch = 0;  // small_scratch: offset in scratch
+  std::vector<index_t> small_off;
   index_t valid_len = 0;   // column index range that holds data
   index_t fast_begin = 0, fast_end = 0;
 

@@ -186,6 +186,23 @@ void make_fast_plan(const Problem& p, int threads, FastPlan& P) {
     P.span_cols = span_cols;
     // ring tags, ring, column pointers, broadcast weight table
     P.scratch_doubles = P.ring + P.ring * P.slot + span_cols + taps * wd + 8;
+    // Small planes: output columns of at most two vectors whose loads, with
+    // the kernel's rows, stay inside a padded column. Masked loads and the
+    // column and output pointers of the general tile (more than the integer
+    // registers) cost more than the copy there.
+    const bool tiled_kernel = ((P.kh == 3 && P.kw == 3) || (P.kh == 5 && P.kw == 5)) && P.dw <= 2;
+    const index_t small_cols = P.OW + static_cast<index_t>(P.kw - 1) * P.dw;
+    if (tiled_kernel && !P.copy_mode && P.sw == 1 && P.out_col <= 2 * wd &&
+        P.N * (static_cast<index_t>(P.kh - 1) * P.dh) + 2 * wd <= small_plane_stride &&
+        P.N * P.pt + P.in_col <= small_plane_stride && small_cols * small_plane_stride <= 4096) {
+      P.small_plane = true;
+      P.small_cols = small_cols;
+      P.small_top = P.N * P.pt;
+      P.small_off.resize(P.kh);
+      for (int a = 0; a < P.kh; ++a) P.small_off[a] = P.N * (static_cast<index_t>(a) * P.dh);
+      P.small_scratch = ceil_div(P.scratch_doubles, 8) * 8;
+      P.scratch_doubles = P.small_scratch + small_cols * small_plane_stride;
+    }
     outer = g.out_channels();
     outer_work = static_cast<double>(P.out_col) * P.OW * taps;
   } else {

@@ -239,6 +239,124 @@ DW_TARGET void planar_dispatch(const PlanarTile& t, int J, int sw) {
   planar_tile_general(t);
 }
 
+// A small plane's tile (FastPlan::small_plane): J output columns of L <= VN
+// vectors each, from the padded copy `pad` (its column 0 is the tile's
+// first input column). Every load is whole and sits at a constant offset
+// from one of KH row pointers; lanes past L are computed from the padding
+// and not stored. Taps in the order a, then b, as everywhere.
+template <int KH, int KW, int J, int DW, int VN>
+DW_TARGET void small_plane_tile(const double* pad, const index_t* off, const double* w, double* wtab, reg bv,
+                                double* out, index_t L, int act) {
+  constexpr index_t CS = small_plane_stride;
+  constexpr int S = (J - 1) + (KW - 1) * DW + 1;
+  constexpr bool resident = KH * KW + VN * J + VN <= V::registers;
+  reg wres[KH * KW];
+  DW_UNROLL
+  for (int q = 0; q < KH * KW; ++q) {
+    wres[q] = V::set1(w[(q % KW) * KH + q / KW]);  // q = a * KW + b
+    if (!resident) V::store(wtab + q * WD, wres[q]);
+  }
+  reg acc[VN][J];
+  DW_UNROLL
+  for (int h = 0; h < VN; ++h)
+    DW_UNROLL
+    for (int k = 0; k < J; ++k) acc[h][k] = bv;
+  DW_UNROLL
+  for (int a = 0; a < KH; ++a) {
+    const double* row = pad + off[a];
+    DW_UNROLL
+    for (int s = 0; s < S; ++s) {
+      reg x[VN];
+      DW_UNROLL
+      for (int h = 0; h < VN; ++h) {
+        x[h] = V::load(row + (s * CS + h * WD));
+        V::keep(x[h]);
+      }
+      DW_UNROLL
+      for (int k = 0; k < J; ++k) {
+        const int bs = s - k;  // b * DW for output column k
+        if (bs < 0 || bs % DW != 0 || bs / DW >= KW) continue;
+        const int q = a * KW + bs / DW;
+        const reg wq = resident ? wres[q] : V::load(wtab + q * WD);
+        DW_UNROLL
+        for (int h = 0; h < VN; ++h) acc[h][k] = V::fmadd(wq, x[h], acc[h][k]);
+      }
+    }
+  }
+  DW_UNROLL
+  for (int k = 0; k < J; ++k)
+    DW_UNROLL
+    for (int h = 0; h < VN; ++h) {
+      const index_t n = std::min<index_t>(WD, L - h * WD);
+      if (n == WD) V::store(out + k * L + h * WD, finish(acc[h][k], act));
+      else V::store_lanes(out + k * L + h * WD, finish(acc[h][k], act), n);
+    }
+}
+
+template <int KH, int KW, int DW, int VN>
+DW_TARGET void small_plane_j(const double* pad, const index_t* off, const double* w, double* wtab, reg bv,
+                             double* out, index_t L, int act, int J) {
+  switch (J) {
+    case 1: return small_plane_tile<KH, KW, 1, DW, VN>(pad, off, w, wtab, bv, out, L, act);
+    case 2: return small_plane_tile<KH, KW, 2, DW, VN>(pad, off, w, wtab, bv, out, L, act);
+    case 3: return small_plane_tile<KH, KW, 3, DW, VN>(pad, off, w, wtab, bv, out, L, act);
+    case 4: return small_plane_tile<KH, KW, 4, DW, VN>(pad, off, w, wtab, bv, out, L, act);
+    default: break;
+  }
+  if (V::registers >= 32) {
+    switch (J) {
+      case 5: return small_plane_tile<KH, KW, 5, DW, VN>(pad, off, w, wtab, bv, out, L, act);
+      case 6: return small_plane_tile<KH, KW, 6, DW, VN>(pad, off, w, wtab, bv, out, L, act);
+      case 7: return small_plane_tile<KH, KW, 7, DW, VN>(pad, off, w, wtab, bv, out, L, act);
+      default: return small_plane_tile<KH, KW, 8, DW, VN>(pad, off, w, wtab, bv, out, L, act);
+    }
+  }
+  small_plane_tile<KH, KW, 4, DW, VN>(pad, off, w, wtab, bv, out, L, act);  // not reached: jmax is 4
+}
+
+template <int KH, int KW, int DW>
+DW_TARGET void small_plane_vn(const double* pad, const index_t* off, const double* w, double* wtab, reg bv,
+                              double* out, index_t L, int act, int J) {
+  if (L <= WD) small_plane_j<KH, KW, DW, 1>(pad, off, w, wtab, bv, out, L, act, J);
+  else small_plane_j<KH, KW, DW, 2>(pad, off, w, wtab, bv, out, L, act, J);
+}
+
+// Output plane `plane`, columns [j0, j1), of a small plane: the input plane
+// is copied into the padded columns at scratch + small_scratch (whose
+// padding run_units() zeroed), then tiled.
+DW_TARGET void run_small_plane_unit(const FastPlan& P, index_t plane, index_t j0, index_t j1, double* scratch) {
+  const Geometry& g = P.p.geometry;
+  const index_t c = P.M == 1 ? plane : plane / P.M;
+  const index_t m = P.M == 1 ? 0 : plane % P.M;
+  const double* in_plane = P.p.input + c * g.in_stride.c;
+  double* out_plane = P.p.output + plane * g.out_stride.c;
+  double* pad = scratch + P.small_scratch;
+  constexpr index_t CS = small_plane_stride;
+  const index_t x_end = std::min(P.W, P.small_cols - P.pl);
+  for (index_t x = 0; x < x_end; ++x)
+    std::memcpy(pad + (x + P.pl) * CS + P.small_top, in_plane + x * P.in_col, sizeof(double) * P.in_col);
+  const double* w = P.p.kernel + g.kernel_index(0, 0, c, m);
+  double* wtab = scratch;
+  const reg bv = V::set1(P.p.bias ? P.p.bias[plane] : 0.0);
+  const index_t L = P.out_col;
+  const index_t* off = P.small_off.data();
+  for (index_t j = j0; j < j1;) {
+    const int J = static_cast<int>(std::min<index_t>(P.jmax, j1 - j));
+    const double* tile_pad = pad + j * CS;
+    double* out = out_plane + j * L;
+    if (P.kh == 3) {
+      if (P.dw == 1) small_plane_vn<3, 3, 1>(tile_pad, off, w, wtab, bv, out, L, P.fused_act, J);
+      else small_plane_vn<3, 3, 2>(tile_pad, off, w, wtab, bv, out, L, P.fused_act, J);
+    } else {
+      if (P.dw == 1) small_plane_vn<5, 5, 1>(tile_pad, off, w, wtab, bv, out, L, P.fused_act, J);
+      else small_plane_vn<5, 5, 2>(tile_pad, off, w, wtab, bv, out, L, P.fused_act, J);
+    }
+    if (P.span_act)
+      for (int k = 0; k < J; ++k) activate_span(P.p.activation, out + k * L, L);
+    j += J;
+  }
+}
+
 // Copy mode: input column -> zero-padded column split into `sh` phases, so
 // that padded row pr = r + pt sits at (pr % sh) * phase_len + N * (pr / sh).
 DW_TARGET void pack_phase_column(const FastPlan& P, const double* src, double* dst) {
@@ -834,8 +952,17 @@ DW_TARGET void run_cf_unit(const FastPlan& P, index_t tile, index_t g0, index_t 
 }  // namespace
 
 DW_TARGET void run_units(const FastPlan& P, index_t first, index_t last, double* scratch) {
+  if (P.small_plane) {
+    // The padding of the small-plane copy: never written after this, since
+    // every plane's data lands on the same rows and columns.
+    std::fill(scratch + P.small_scratch, scratch + P.scratch_doubles, 0.0);
+  }
   for (index_t u = first; u < last; ++u) {
-    if (P.planar) {
+    if (P.small_plane) {
+      const index_t plane = u / P.bands, band = u % P.bands;
+      const index_t j0 = band * P.band_cols;
+      run_small_plane_unit(P, plane, j0, std::min(P.OW, j0 + P.band_cols), scratch);
+    } else if (P.planar) {
       const index_t plane = u / P.bands, band = u % P.bands;
       const index_t j0 = band * P.band_cols;
       run_planar_unit(P, plane, j0, std::min(P.OW, j0 + P.band_cols), scratch);

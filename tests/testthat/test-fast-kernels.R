@@ -32,7 +32,8 @@ make_case <- function(dims, kh, kw, C, M, seed) {
 
 # Each row is a path: kernel size (3x3 / 5x5 tiles, general fallback),
 # strides and dilation (specialised pairs and others), depth multiplier,
-# batch, layout (channels_last in place / strided copy; channels_first
+# batch, layout (channels_last in place / strided copy / small planes
+# copied into padded columns: cl_tiny_*, cl_small_*; channels_first
 # direct with affine, mapped or permuted lanes, narrower than a vector or
 # not, or packed), partial vectors and tiny outputs.
 path_cases <- read.table(header = TRUE, stringsAsFactors = FALSE, text = "
@@ -60,6 +61,12 @@ cl_general_1x1           last  2  6   5   3  1  1  1  1  1  1  1 valid
 cl_general_3x3_s2d2      last  1  21  21  2  3  3  2  2  2  2  1 same
 cl_tiny_1x1_out          last  3  3   3   4  3  3  1  1  1  1  1 valid
 cl_tiny_short_cols       last  1  2   9   3  3  3  1  1  1  1  1 same
+cl_small_7x7_same        last  1  7   7   6  3  3  1  1  1  1  1 same
+cl_small_batch2_valid    last  2  5   9   3  3  3  1  1  1  1  1 valid
+cl_small_5x5_dil2        last  1  8   10  2  5  5  1  1  2  2  1 same
+cl_small_5x5_batch2      last  2  4   11  2  5  5  1  1  1  1  1 same
+cl_small_m2_batch4       last  4  2   6   3  3  3  1  1  1  1  2 same
+cl_small_wide            last  1  6   40  2  3  3  1  1  1  1  1 same
 cf_3x3_direct            first 1  13  12  70 3  3  1  1  1  1  1 same
 cf_3x3_direct_tail       first 1  9   11  66 3  3  1  1  1  1  1 same
 cf_3x3_small_block       first 4  10  10  12 3  3  1  1  1  1  1 valid
@@ -122,7 +129,7 @@ test_that("the reference kernel agrees with the plain-R formula on the path case
 })
 
 test_that("results are identical at 1, 2, 3 and 4 threads on every layout", {
-  for (name in c("cl_3x3_same", "cl_3x3_stride2", "cl_5x5_same", "cf_3x3_direct", "cf_3x3_m2_mapped",
+  for (name in c("cl_3x3_same", "cl_3x3_stride2", "cl_5x5_same", "cl_small_wide", "cf_3x3_direct", "cf_3x3_m2_mapped",
                  "cf_3x3_m2_permuted_tail", "cf_packed_large_image", "cl_general_7x7")) {
     row <- path_cases[path_cases$name == name, ]
     inp <- case_input(row)
@@ -146,8 +153,16 @@ test_that("fused and span activations match the reference, NaN and -0 included",
   inp <- case_input(row)
   inp$x[1, 5, 5, 2] <- NaN
   inp$x[1, 9, 3, 1] <- -Inf
-  for (fmt in c("last", "first")) {
-    row$fmt <- fmt
+  small <- path_cases[path_cases$name == "cl_small_7x7_same", ]
+  small_inp <- case_input(small)
+  small_inp$x[1, 4, 4, 2] <- NaN
+  small_inp$x[1, 2, 6, 1] <- -Inf
+  for (fmt in c("last", "first", "small")) {
+    if (fmt == "small") {
+      row <- small
+      inp <- small_inp
+    }
+    row$fmt <- if (fmt == "first") "first" else "last"
     x <- if (fmt == "first") aperm(inp$x, c(1, 4, 2, 3)) else inp$x
     for (act in c("relu", "relu6", "tanh", "silu", "softmax")) {
       expected <- run_case(row, list(x = x, kernel = inp$kernel, bias = inp$bias), activation = act, reference = TRUE)
