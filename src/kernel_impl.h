@@ -67,6 +67,22 @@ struct PlanarTile {
   int kh, kw, dw;             // runtime copies for the general kernel
 };
 
+// Feeds input vectors x (tile column s, kernel row a) to every output
+// column k that reads them: tap (a, b) with s == k * SW + b * DW.
+template <int KW, int J, int SW, int DW, int VN, bool RESIDENT>
+DW_TARGET inline void planar_feed(reg (&acc)[VN][J], const reg (&x)[VN], int a, int s, const reg* wres,
+                                  const double* wtab) {
+  DW_UNROLL
+  for (int k = 0; k < J; ++k) {
+    const int bs = s - k * SW;  // b * DW for output column k
+    if (bs < 0 || bs % DW != 0 || bs / DW >= KW) continue;
+    const int q = a * KW + bs / DW;
+    const reg w = RESIDENT ? wres[q] : V::load(wtab + q * WD);
+    DW_UNROLL
+    for (int h = 0; h < VN; ++h) acc[h][k] = V::fmadd(w, x[h], acc[h][k]);
+  }
+}
+
 // One step down the J output columns of a tile: VN vectors down each
 // (J * VN independent accumulators, enough to cover the FMA latency). Each
 // input vector is loaded once and feeds every (output column, tap) that
@@ -100,15 +116,7 @@ DW_TARGET inline void planar_iter(const double* const* col, double* const* out, 
         else x[h] = V::load(col[s] + (base + h * WD));
         V::keep(x[h]);
       }
-      DW_UNROLL
-      for (int k = 0; k < J; ++k) {
-        const int bs = s - k * SW;  // b * DW for output column k
-        if (bs < 0 || bs % DW != 0 || bs / DW >= KW) continue;
-        const int q = a * KW + bs / DW;
-        const reg w = RESIDENT ? wres[q] : V::load(wtab + q * WD);
-        DW_UNROLL
-        for (int h = 0; h < VN; ++h) acc[h][k] = V::fmadd(w, x[h], acc[h][k]);
-      }
+      planar_feed<KW, J, SW, DW, VN, RESIDENT>(acc, x, a, s, wres, wtab);
     }
   }
   DW_UNROLL
@@ -272,15 +280,7 @@ DW_TARGET void small_plane_tile(const double* pad, const index_t* off, const dou
         x[h] = V::load(row + (s * CS + h * WD));
         V::keep(x[h]);
       }
-      DW_UNROLL
-      for (int k = 0; k < J; ++k) {
-        const int bs = s - k;  // b * DW for output column k
-        if (bs < 0 || bs % DW != 0 || bs / DW >= KW) continue;
-        const int q = a * KW + bs / DW;
-        const reg wq = resident ? wres[q] : V::load(wtab + q * WD);
-        DW_UNROLL
-        for (int h = 0; h < VN; ++h) acc[h][k] = V::fmadd(wq, x[h], acc[h][k]);
-      }
+      planar_feed<KW, J, 1, DW, VN, resident>(acc, x, a, s, wres, wtab);
     }
   }
   DW_UNROLL
