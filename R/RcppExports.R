@@ -21,6 +21,10 @@ dw_max_threads <- function() {
     .Call(`_depthwise_dw_max_threads`)
 }
 
+dw_thread_key <- function() {
+    .Call(`_depthwise_dw_thread_key`)
+}
+
 dw_isa <- function() {
     .Call(`_depthwise_dw_isa`)
 }

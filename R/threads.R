@@ -25,10 +25,11 @@
 get_depthwise_threads <- function() {
   # Every large call asks, and working it out reads several variables and
   # parses them (~12 us); so the answer is kept for as long as everything it
-  # depends on reads the same. An invalid setting is never kept: it errors
-  # on every call.
-  key <- list(getOption("depthwise.num_threads"), Sys.getenv(thread_variables, names = FALSE),
-              dw_max_threads())
+  # depends on reads the same: the option, and (dw_thread_key(), in C++)
+  # DEPTHWISE_NUM_THREADS, OMP_THREAD_LIMIT, OMP_NUM_THREADS,
+  # _R_CHECK_LIMIT_CORES_ and dw_max_threads(). An invalid setting is never
+  # kept: it errors on every call.
+  key <- list(getOption("depthwise.num_threads"), dw_thread_key())
   if (!identical(key, thread_memo$key)) {
     requested <- requested_threads()
     thread_memo$value <- as.integer(max(1L, min(requested, thread_cap())))
@@ -37,7 +38,6 @@ get_depthwise_threads <- function() {
   thread_memo$value
 }
 
-thread_variables <- c("DEPTHWISE_NUM_THREADS", "OMP_THREAD_LIMIT", "OMP_NUM_THREADS", "_R_CHECK_LIMIT_CORES_")
 thread_memo <- new.env(parent = emptyenv())
 
 #' @rdname get_depthwise_threads

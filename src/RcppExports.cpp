@@ -75,6 +75,15 @@ BEGIN_RCPP
     return rcpp_result_gen;
 END_RCPP
 }
+// dw_thread_key
+std::string dw_thread_key();
+RcppExport SEXP _depthwise_dw_thread_key() {
+BEGIN_RCPP
+    Rcpp::RObject rcpp_result_gen;
+    rcpp_result_gen = Rcpp::wrap(dw_thread_key());
+    return rcpp_result_gen;
+END_RCPP
+}
 // dw_isa
 Rcpp::CharacterVector dw_isa();
 RcppExport SEXP _depthwise_dw_isa() {
@@ -122,6 +131,7 @@ static const R_CallMethodDef CallEntries[] = {
     {"_depthwise_dw_forward", (DL_FUNC) &_depthwise_dw_forward, 10},
     {"_depthwise_dw_activate", (DL_FUNC) &_depthwise_dw_activate, 2},
     {"_depthwise_dw_max_threads", (DL_FUNC) &_depthwise_dw_max_threads, 0},
+    {"_depthwise_dw_thread_key", (DL_FUNC) &_depthwise_dw_thread_key, 0},
     {"_depthwise_dw_isa", (DL_FUNC) &_depthwise_dw_isa, 0},
     {"_depthwise_dw_set_isa", (DL_FUNC) &_depthwise_dw_set_isa, 1},
     {"_depthwise_dw_output_cache", (DL_FUNC) &_depthwise_dw_output_cache, 3},

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <climits>
 #include <cmath>
+#include <cstdlib>
 #include <string>
 #include <memory>
 #include <vector>
@@ -318,6 +319,20 @@ int dw_max_threads() {
 #else
   return 1;
 #endif
+}
+
+// What the thread count depends on besides the option: the variables
+// get_depthwise_threads() reads and dw_max_threads(), in one string. Read
+// here on every large call because Sys.getenv() on four names costs ~2 us.
+// [[Rcpp::export(rng = false)]]
+std::string dw_thread_key() {
+  std::string key = std::to_string(dw_max_threads());
+  for (const char* name : {"DEPTHWISE_NUM_THREADS", "OMP_THREAD_LIMIT", "OMP_NUM_THREADS", "_R_CHECK_LIMIT_CORES_"}) {
+    const char* value = std::getenv(name);
+    key += '\x1f';
+    if (value) key += value;
+  }
+  return key;
 }
 
 // Instruction set of the fast kernels: c(active = , detected = ).
