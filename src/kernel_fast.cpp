@@ -288,7 +288,10 @@ void make_fast_plan(const Problem& p, int threads, FastPlan& P) {
         }
         if (P.P_in < wd) P.unmasked_groups = 0;
       }
-      const index_t rows_span = static_cast<index_t>(P.jmax - 1) * P.sh + static_cast<index_t>(P.kh - 1) * P.dh + 1;
+      // (Row dilation 2 runs tiles over every other row: see run_cf_direct_unit().)
+      const index_t rows_span = P.dh == 2 && P.sh == 1 ? 2 * static_cast<index_t>(P.jmax + P.kh - 2) + 1
+                                                      : static_cast<index_t>(P.jmax - 1) * P.sh +
+                                                            static_cast<index_t>(P.kh - 1) * P.dh + 1;
       if (scratch_too_large(static_cast<double>(rows_span) * static_cast<double>(P.P_in), g)) {
         P.use_reference = true;
         return;

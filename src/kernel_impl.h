@@ -846,8 +846,32 @@ DW_TARGET void run_cf_direct_unit(const FastPlan& P, index_t j, index_t i0, inde
   // The unit's lanes of an output pixel: activations applied per span must
   // not reach the lanes of other units (other threads').
   const index_t unit_lanes = std::min(P.P_out, g1 * WD) - g0 * WD;
+  // Row dilation 2 at row stride 1: output rows of one parity read input
+  // rows of that parity only, so a tile of J rows i, i + 2, ... is the
+  // undilated tile over every other row (J + kh - 1 input rows instead of
+  // J + 2 * (kh - 1)). Same taps in the same order as the dilated tile.
+  CfDirect every_other = d;
+  every_other.os = 2 * P.P_out;
+  const bool by_parity = P.dh == 2 && P.sh == 1 && kw <= 8 && ((kh == 3 && kw == 3) || (kh == 5 && kw == 5));
   for (index_t i = i0; i < i1;) {
     double* out = out_col + P.P_out * i;
+    if (by_parity && i >= lo && i + 1 < hi) {
+      const index_t J = std::min<index_t>(P.jmax, (hi - i) / 2);  // rows of each parity
+      for (index_t parity = 0; parity < 2; ++parity) {
+        const index_t r0 = i + parity - P.pt;
+        for (int b = 0; b < kw; ++b) {
+          const index_t x = j * P.sw + b * P.dw - P.pl;
+          col[b] = (x < 0 || x >= P.W) ? zeros : P.p.input + P.P_in * (r0 + P.H * x);
+        }
+        double* o = out + parity * P.P_out;
+        if (kh == 3) cf_direct_dispatch_j<3, 3, 1, 1>(every_other, col, 2 * P.P_in, o, static_cast<int>(J));
+        else cf_direct_dispatch_j<5, 5, 1, 1>(every_other, col, 2 * P.P_in, o, static_cast<int>(J));
+        if (P.span_act)
+          for (index_t k = 0; k < J; ++k) activate_span(P.p.activation, o + 2 * k * P.P_out, unit_lanes);
+      }
+      i += 2 * J;
+      continue;
+    }
     const index_t J = (i >= lo && i < hi) ? std::min<index_t>(P.jmax, hi - i) : 1;
     bool done = false;
     if (i >= lo && i < hi && kw <= 8) {
@@ -967,9 +991,16 @@ DW_TARGET void run_units(const FastPlan& P, index_t first, index_t last, double*
       const index_t j0 = band * P.band_cols;
       run_planar_unit(P, plane, j0, std::min(P.OW, j0 + P.band_cols), scratch);
     } else if (P.cf_direct) {
-      // chunk-major, then column, then row band
+      // chunk-major, then column, then row band. With column dilation 2 and
+      // stride 1, the even output columns first, then the odd ones: each
+      // unit then shares two of its three input columns with the one before.
       const index_t chunk = u / (P.OW * P.bands), rest = u % (P.OW * P.bands);
-      const index_t j = rest / P.bands, band = rest % P.bands;
+      const index_t band = rest % P.bands;
+      index_t j = rest / P.bands;
+      if (P.dw == 2 && P.sw == 1) {
+        const index_t evens = (P.OW + 1) / 2;
+        j = j < evens ? 2 * j : 2 * (j - evens) + 1;
+      }
       const index_t i0 = band * P.band_cols, g0 = chunk * P.chunk_groups;
       run_cf_direct_unit(P, j, i0, std::min(P.OH, i0 + P.band_cols), g0,
                          std::min(P.lanes_groups, g0 + P.chunk_groups), scratch);

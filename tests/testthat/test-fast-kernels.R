@@ -74,6 +74,8 @@ cf_5x5_direct            first 2  12  13  35 5  5  1  1  1  1  1 same
 cf_3x3_stride2           first 1  17  18  20 3  3  2  2  1  1  1 same
 cf_3x3_dil2              first 4  15  14  16 3  3  1  1  2  2  1 same
 cf_5x5_stride2           first 1  15  15  9  5  5  2  2  1  1  1 same
+cf_5x5_dil2              first 2  19  16  40 5  5  1  1  2  2  1 same
+cf_3x3_dil2_rows_only    first 1  23  12  70 3  3  1  1  2  1  1 valid
 cf_3x3_m2_affine         first 4  9   8   5  3  3  1  1  1  1  2 valid
 cf_3x3_m2_mapped         first 1  9   8   37 3  3  1  1  1  1  2 same
 cf_3x3_m3_mapped_batch3  first 3  7   9   5  3  3  1  1  1  1  3 same
@@ -129,8 +131,8 @@ test_that("the reference kernel agrees with the plain-R formula on the path case
 })
 
 test_that("results are identical at 1, 2, 3 and 4 threads on every layout", {
-  for (name in c("cl_3x3_same", "cl_3x3_stride2", "cl_5x5_same", "cl_small_wide", "cf_3x3_direct", "cf_3x3_m2_mapped",
-                 "cf_3x3_m2_permuted_tail", "cf_packed_large_image", "cl_general_7x7")) {
+  for (name in c("cl_3x3_same", "cl_3x3_stride2", "cl_5x5_same", "cl_small_wide", "cf_3x3_direct", "cf_5x5_dil2",
+                 "cf_3x3_m2_mapped", "cf_3x3_m2_permuted_tail", "cf_packed_large_image", "cl_general_7x7")) {
     row <- path_cases[path_cases$name == name, ]
     inp <- case_input(row)
     one <- run_case(row, inp, threads = 1L)
@@ -193,15 +195,18 @@ test_that("span activations stay inside the lanes of each channels_first work un
   # here), each its own work unit. An activation applied per pixel once reached past the
   # unit's lanes into its neighbour's, activating them twice (sigmoid: up to
   # 0.5 off) and racing with the thread computing them.
+  # Dilation 2 runs its tiles over every other row: the same there.
   case <- make_case(c(1, 400, 64, 8), 3, 3, 400, 1, seed = 23)
-  for (act in c("sigmoid", "tanh", "elu")) {
-    expected <- fast_run(case$x, case$kernel, case$bias, data_format = "channels_first",
-                         activation = act, reference = TRUE)
-    for (isa in isa_levels()) {
-      for (th in 1:2) {
-        got <- with_isa(isa, fast_run(case$x, case$kernel, case$bias, data_format = "channels_first",
-                                      activation = act, threads = th))
-        expect_lt(scale_rel_diff(got, expected), 1e-12, label = paste(act, isa, th))
+  for (dil in 1:2) {
+    for (act in c("sigmoid", "tanh", "elu")) {
+      expected <- fast_run(case$x, case$kernel, case$bias, dilation = dil, data_format = "channels_first",
+                           activation = act, reference = TRUE)
+      for (isa in isa_levels()) {
+        for (th in 1:2) {
+          got <- with_isa(isa, fast_run(case$x, case$kernel, case$bias, dilation = dil,
+                                        data_format = "channels_first", activation = act, threads = th))
+          expect_lt(scale_rel_diff(got, expected), 1e-12, label = paste(act, dil, isa, th))
+        }
       }
     }
   }
