@@ -586,6 +586,7 @@ struct CfDirect {
   const index_t* load_n;
   index_t unmasked;        // groups [0, unmasked) load whole vectors
   bool prefetch;           // FastPlan::cf_prefetch
+  bool stream;             // FastPlan::cf_stream
 };
 
 // Group g's input vector at p (p already offset by in_off[g]): masked to the
@@ -612,7 +613,7 @@ DW_TARGET inline V::perm_t cf_group_perm(const CfDirect& d, index_t g) {
 // k * SH + a * DH == r. Group v reads lanes v * WD on from col[b] (affine)
 // or lane_off[v] on, permuted by pv[v] (PERM); its weights, bias and
 // output start at v * WD lanes past w, bias and o.
-template <int KH, int KW, int J, int SH, int DH, int GN, bool PERM>
+template <int KH, int KW, int J, int SH, int DH, int GN, bool PERM, bool STREAM = false>
 DW_TARGET inline void cf_direct_step(const double* const* col, const index_t* roff, const index_t* lane_off,
                                      const V::perm_t* pv, const double* w, const double* bias, double* o,
                                      index_t os, int act) {
@@ -644,7 +645,10 @@ DW_TARGET inline void cf_direct_step(const double* const* col, const index_t* ro
   DW_UNROLL
   for (int v = 0; v < GN; ++v)
     DW_UNROLL
-    for (int k = 0; k < J; ++k) V::store(o + k * os + v * WD, finish(acc[v][k], act));
+    for (int k = 0; k < J; ++k) {
+      if constexpr (STREAM) V::stream(o + k * os + v * WD, finish(acc[v][k], act));
+      else V::store(o + k * os + v * WD, finish(acc[v][k], act));
+    }
 }
 
 // J output pixels down a column, all inside the image in rows; col[b] is
@@ -678,7 +682,8 @@ DW_TARGET void cf_direct_tile(const CfDirect& d, const double* const* colbase, i
     const double* bias = d.bpack;
     double* o = out;
     for (; g + GV <= full; g += GV) {
-      cf_direct_step<KH, KW, J, SH, DH, GV, false>(col, roff, nullptr, nullptr, w, bias, o, os, act);
+      if (d.stream) cf_direct_step<KH, KW, J, SH, DH, GV, false, true>(col, roff, nullptr, nullptr, w, bias, o, os, act);
+      else cf_direct_step<KH, KW, J, SH, DH, GV, false>(col, roff, nullptr, nullptr, w, bias, o, os, act);
       if (d.prefetch) {
         // The rows of the rightmost column that the next row tile adds
         // (the other columns were read by earlier units of this strip).
@@ -832,6 +837,7 @@ DW_TARGET void run_cf_direct_unit(const FastPlan& P, index_t j, index_t i0, inde
   d.load_n = P.group_load.empty() ? nullptr : P.group_load.data() + g0;
   d.unmasked = std::max<index_t>(0, std::min(P.unmasked_groups - g0, d.groups));
   d.prefetch = P.cf_prefetch;
+  d.stream = P.cf_stream;
   const int kh = P.kh, kw = P.kw, taps = kh * kw;
   const double** tap = reinterpret_cast<const double**>(scratch);
   const double* zeros = P.zeros.data();
@@ -973,14 +979,8 @@ DW_TARGET void run_cf_unit(const FastPlan& P, index_t tile, index_t g0, index_t 
   }
 }
 
-}  // namespace
-
-DW_TARGET void run_units(const FastPlan& P, index_t first, index_t last, double* scratch) {
-  if (P.small_plane) {
-    // The padding of the small-plane copy: never written after this, since
-    // every plane's data lands on the same rows and columns.
-    std::fill(scratch + P.small_scratch, scratch + P.scratch_doubles, 0.0);
-  }
+// Units [first, last), one after the other.
+DW_TARGET void run_unit_range(const FastPlan& P, index_t first, index_t last, double* scratch) {
   for (index_t u = first; u < last; ++u) {
     if (P.small_plane) {
       const index_t plane = u / P.bands, band = u % P.bands;
@@ -1010,6 +1010,20 @@ DW_TARGET void run_units(const FastPlan& P, index_t first, index_t last, double*
       run_cf_unit(P, tile, g0, std::min(P.lanes_groups, g0 + P.chunk_groups), scratch);
     }
   }
+}
+
+}  // namespace
+
+DW_TARGET void run_units(const FastPlan& P, index_t first, index_t last, double* scratch) {
+  if (P.small_plane) {
+    // The padding of the small-plane copy: never written after this, since
+    // every plane's data lands on the same rows and columns.
+    std::fill(scratch + P.small_scratch, scratch + P.scratch_doubles, 0.0);
+  }
+  run_unit_range(P, first, last, scratch);
+  // Non-temporal stores are weakly ordered: make them visible before the
+  // pool reports these units done.
+  if (P.cf_stream) V::fence();
 }
 
 }  // namespace DW_NS

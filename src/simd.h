@@ -44,6 +44,10 @@ struct VecBase {
     return r;
   }
   static inline void store(double* p, reg v) { std::memcpy(p, &v, sizeof v); }
+  // A non-temporal store (p aligned to the vector) where the set has one;
+  // fence() orders such stores before what follows.
+  static inline void stream(double* p, reg v) { store(p, v); }
+  static inline void fence() {}
   static inline reg set1(double v) {
     reg r = {v, v};
     return r;
@@ -101,6 +105,8 @@ struct VecAvx2 {
 
   DW_AVX2_ATTR static inline reg load(const double* p) { return _mm256_loadu_pd(p); }
   DW_AVX2_ATTR static inline void store(double* p, reg v) { _mm256_storeu_pd(p, v); }
+  DW_AVX2_ATTR static inline void stream(double* p, reg v) { _mm256_stream_pd(p, v); }
+  DW_AVX2_ATTR static inline void fence() { _mm_sfence(); }
   DW_AVX2_ATTR static inline reg set1(double v) { return _mm256_set1_pd(v); }
   DW_AVX2_ATTR static inline reg zero() { return _mm256_setzero_pd(); }
   // An input vector feeds several multiply-adds. Without this GCC may fold
