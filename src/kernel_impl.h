@@ -703,6 +703,19 @@ DW_TARGET void cf_direct_tile(const CfDirect& d, const double* const* colbase, i
       bias += GV * WD;
       o += GV * WD;
     }
+    if (d.prefetch && ((reinterpret_cast<std::uintptr_t>(col[KW - 1]) & 63) != 0 || g < d.groups)) {
+      // The rest of the next tile's rows: the groups the loop below takes,
+      // and the line the last group ends in when the input is not aligned
+      // to a cache line (then each row spans one line more than the steps
+      // above fetched). Harness, 1 x 512 x 512 x 32, 1 thread: input 16
+      // bytes off a line 26 -> 14 ms, 32 bytes off 14.9 -> 12.8 ms (aligned:
+      // 6.9-7.5 ms either way).
+      const std::uintptr_t next = reinterpret_cast<std::uintptr_t>(col[KW - 1]);
+      const index_t rest_bytes = static_cast<index_t>(sizeof(double)) * (d.groups - g) * WD + 63;
+      for (int r = R; r < R + J * SH; ++r)
+        for (index_t off = 0; off < rest_bytes; off += 64)
+          __builtin_prefetch(reinterpret_cast<const void*>(next + sizeof(double) * (r * rs) + off), 0, 3);
+    }
     DW_UNROLL
     for (int b = 0; b < KW; ++b) col[b] = colbase[b];
   }
