@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <cstring>
 
 #include "fast_plan.h"
 #include "simd.h"
@@ -84,6 +85,29 @@ const char* isa_name(Isa isa) {
 
 namespace {
 
+// Whether no value is Inf or NaN (exponent bits all ones), with integer
+// operations and no branch per value: std::isfinite() one weight at a time
+// was 3.6 % of a 7 x 7 x 960 call (perf).
+bool all_finite(const double* w, index_t n) {
+  constexpr std::uint64_t exponent = 0x7FF0000000000000ULL;
+  constexpr std::uint64_t one_more = 0x0010000000000000ULL;  // carries into bit 63 only from all ones
+  const auto test = [&](index_t k) {
+    std::uint64_t bits;
+    std::memcpy(&bits, w + k, sizeof bits);
+    return (bits & exponent) + one_more;
+  };
+  std::uint64_t c0 = 0, c1 = 0, c2 = 0, c3 = 0;  // four chains: not one OR per cycle
+  index_t k = 0;
+  for (; k + 4 <= n; k += 4) {
+    c0 |= test(k);
+    c1 |= test(k + 1);
+    c2 |= test(k + 2);
+    c3 |= test(k + 3);
+  }
+  for (; k < n; ++k) c0 |= test(k);
+  return ((c0 | c1 | c2 | c3) >> 63) == 0;
+}
+
 // Scratch (in doubles) beyond both 8 MiB and twice the data itself.
 bool scratch_too_large(double doubles, const Geometry& g) {
   const double data = static_cast<double>(g.in_size()) + static_cast<double>(g.out_size());
@@ -127,12 +151,9 @@ void make_fast_plan(const Problem& p, int threads, FastPlan& P) {
   }
 
   // Padding adds w * 0; that is 0 only for finite w.
-  const index_t ksize = g.kernel_size();
-  for (index_t k = 0; k < ksize; ++k) {
-    if (!std::isfinite(p.kernel[k])) {
-      P.use_reference = true;
-      return;
-    }
+  if (!all_finite(p.kernel, g.kernel_size())) {
+    P.use_reference = true;
+    return;
   }
   switch (p.activation) {
     case Activation::linear:

@@ -221,6 +221,19 @@ test_that("non-finite weights give the reference result (padding must not meet 0
   # The top-left output only meets the Inf weight through padding.
   expect_equal(y[1, 1, 1, 1], 4)
   expect_equal(y[1, 3, 3, 1], Inf)
+  # Any position and kind: the check reads the weights four at a time, then
+  # the rest one by one. Weight 6 is tap (3, 2) of channel 1, weight 18 tap
+  # (3, 3) of channel 2; the outputs below meet them only through padding.
+  for (pos in c(6, 18)) {
+    for (value in c(-Inf, NaN)) {
+      kernel <- array(1, c(3, 3, 2, 1))
+      kernel[pos] <- value
+      y <- fast_run(x, kernel, NULL)
+      expect_identical(y, fast_run(x, kernel, NULL, reference = TRUE), label = paste(pos, value))
+      corner <- if (pos == 6) y[1, 5, 3, 1] else y[1, 5, 5, 2]
+      expect_equal(corner, if (pos == 6) 6 else 4, label = paste(pos, value))
+    }
+  }
 })
 
 test_that("large outputs come from the recycling allocator and behave as R vectors", {
