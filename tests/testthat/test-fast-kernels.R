@@ -192,10 +192,10 @@ test_that("fused and span activations match the reference, NaN and -0 included",
 test_that("span activations stay inside the lanes of each channels_first work unit", {
   # A pixel block of 400 lanes over 64 rows is split into lane chunks (a
   # chunk's column strip is kept under 512 KiB: two chunks of 200 lanes
-  # here), each its own work unit. An activation applied per pixel once reached past the
-  # unit's lanes into its neighbour's, activating them twice (sigmoid: up to
-  # 0.5 off) and racing with the thread computing them.
-  # Dilation 2 runs its tiles over every other row: the same there.
+  # here), each its own work unit. An activation applied per pixel once
+  # reached past the unit's lanes into its neighbour's, activating them
+  # twice (sigmoid: up to 0.5 off) and racing with the thread computing
+  # them. Dilation 2 runs its tiles over every other row: the same there.
   case <- make_case(c(1, 400, 64, 8), 3, 3, 400, 1, seed = 23)
   for (dil in 1:2) {
     for (act in c("sigmoid", "tanh", "elu")) {
@@ -328,9 +328,11 @@ test_that("the instruction set can be lowered and restored", {
 
 test_that("channels_first inputs beyond the cache (prefetching direct kernel) match the reference", {
   # From 32 MiB of input (cf_prefetch_bytes in src/kernel_fast.cpp) the
-  # direct kernel prefetches the next row tile's rows, and narrow pixel
-  # blocks (16 lanes here) run direct instead of packed. Both cases are
-  # just above that size: 2 x 128 x 128 x 128 and 1 x 16 x 512 x 512.
+  # direct kernel prefetches the next row tile's rows and writes whole
+  # output lines with non-temporal stores (when the output is 64-byte
+  # aligned, as the package's large outputs are), and narrow pixel blocks
+  # (16 lanes here) run direct instead of packed. Both cases are just above
+  # that size: 2 x 128 x 128 x 128 and 1 x 16 x 512 x 512.
   for (dims in list(c(2, 128, 128, 128), c(1, 16, 512, 512))) {
     case <- make_case(dims, 3, 3, dims[2], 1, seed = 29)
     expect_gte(8 * length(case$x), 32 * 2^20)
