@@ -36,6 +36,9 @@ enum class Isa : int { base = 0, avx2 = 1, avx512 = 2 };
 // Doubles between the padded columns of a small plane (FastPlan::small_plane).
 constexpr index_t small_plane_stride = 16;
 
+// Kernel shapes with compile-time tiles (others run the general kernels).
+constexpr bool tiled_kernel_shape(int kh, int kw) { return (kh == 3 && kw == 3) || (kh == 5 && kw == 5); }
+
 // Best instruction set this CPU supports (and this build can use).
 Isa detected_isa();
 // The one the kernels use: detected_isa() unless lowered by set_isa().

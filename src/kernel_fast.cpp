@@ -211,9 +211,8 @@ void make_fast_plan(const Problem& p, int threads, FastPlan& P) {
     // the kernel's rows, stay inside a padded column. Masked loads and the
     // column and output pointers of the general tile (more than the integer
     // registers) cost more than the copy there.
-    const bool tiled_kernel = ((P.kh == 3 && P.kw == 3) || (P.kh == 5 && P.kw == 5)) && P.dw <= 2;
     const index_t small_cols = P.OW + static_cast<index_t>(P.kw - 1) * P.dw;
-    if (tiled_kernel && !P.copy_mode && P.sw == 1 && P.out_col <= 2 * wd &&
+    if (tiled_kernel_shape(P.kh, P.kw) && P.dw <= 2 && !P.copy_mode && P.sw == 1 && P.out_col <= 2 * wd &&
         P.N * (static_cast<index_t>(P.kh - 1) * P.dh) + 2 * wd <= small_plane_stride &&
         P.N * P.pt + P.in_col <= small_plane_stride && small_cols * small_plane_stride <= 4096) {
       P.small_plane = true;
@@ -336,11 +335,12 @@ void make_fast_plan(const Problem& p, int threads, FastPlan& P) {
       const bool whole_lines = wd == 4 && P.M == 1 && P.P_out % 8 == 0 &&
                                reinterpret_cast<std::uintptr_t>(p.output) % 64 == 0;
       if (beyond_cache && whole_lines) {
-        if (P.chunk_groups % 2 != 0 && P.chunk_groups < P.lanes_groups) {
+        // lanes_groups = P_out / 4 is even, so an odd chunk is below it.
+        if (P.chunk_groups % 2 != 0) {
           P.chunk_groups += 1;
           P.chunks = ceil_div(P.lanes_groups, P.chunk_groups);
         }
-        P.cf_stream = P.chunk_groups % 2 == 0;
+        P.cf_stream = true;
       }
       const double column_work = static_cast<double>(P.chunk_groups) * wd * P.OH * taps;
       const index_t want = 4 * static_cast<index_t>(std::max(1, threads));

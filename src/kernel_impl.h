@@ -83,6 +83,18 @@ DW_TARGET inline void planar_feed(reg (&acc)[VN][J], const reg (&x)[VN], int a, 
   }
 }
 
+// Broadcast weight vectors for a planar tile, q = a * KW + b, from the
+// Keras order (tap (a, b) at a + KH * b); also written to wtab when they
+// do not stay in registers (RESIDENT false).
+template <int KH, int KW, bool RESIDENT>
+DW_TARGET inline void planar_weights(const double* w, reg (&wres)[KH * KW], double* wtab) {
+  DW_UNROLL
+  for (int q = 0; q < KH * KW; ++q) {
+    wres[q] = V::set1(w[(q % KW) * KH + q / KW]);
+    if (!RESIDENT) V::store(wtab + q * WD, wres[q]);
+  }
+}
+
 // One step down the J output columns of a tile: VN vectors down each
 // (J * VN independent accumulators, enough to cover the FMA latency). Each
 // input vector is loaded once and feeds every (output column, tap) that
@@ -140,11 +152,7 @@ DW_TARGET void planar_tile(const PlanarTile& t) {
   constexpr bool resident = KH * KW + VN * J + VN <= V::registers;
   reg wres[KH * KW];
   double* wtab = t.wtab;
-  DW_UNROLL
-  for (int q = 0; q < KH * KW; ++q) {
-    wres[q] = V::set1(t.w[(q % KW) * KH + q / KW]);  // q = a * KW + b
-    if (!resident) V::store(wtab + q * WD, wres[q]);
-  }
+  planar_weights<KH, KW, resident>(t.w, wres, wtab);
   const reg bv = V::set1(t.bias);
   const double* col[(J - 1) * SW + (KW - 1) * DW + 1];
   DW_UNROLL
@@ -229,7 +237,7 @@ DW_TARGET void planar_dispatch_j(const PlanarTile& t, int J) {
 
 // Kernel shapes with a specialised tile; everything else is general.
 DW_TARGET bool planar_special(int kh, int kw, int sw, int dw) {
-  if (!((kh == 3 && kw == 3) || (kh == 5 && kw == 5))) return false;
+  if (!tiled_kernel_shape(kh, kw)) return false;
   return (sw == 1 && dw == 1) || (sw == 1 && dw == 2) || (sw == 2 && dw == 1);
 }
 
@@ -259,11 +267,7 @@ DW_TARGET void small_plane_tile(const double* pad, const index_t* off, const dou
   constexpr int S = (J - 1) + (KW - 1) * DW + 1;
   constexpr bool resident = KH * KW + VN * J + VN <= V::registers;
   reg wres[KH * KW];
-  DW_UNROLL
-  for (int q = 0; q < KH * KW; ++q) {
-    wres[q] = V::set1(w[(q % KW) * KH + q / KW]);  // q = a * KW + b
-    if (!resident) V::store(wtab + q * WD, wres[q]);
-  }
+  planar_weights<KH, KW, resident>(w, wres, wtab);
   reg acc[VN][J];
   DW_UNROLL
   for (int h = 0; h < VN; ++h)
@@ -832,16 +836,18 @@ DW_TARGET bool cf_direct_dispatch_j(const CfDirect& d, const double* const* col,
   }
 }
 
-DW_TARGET bool cf_direct_dispatch(const FastPlan& P, const CfDirect& d, const double* const* col, double* out, int J) {
-  const index_t rs = P.P_in;
-  if (P.kh == 3 && P.kw == 3) {
-    if (P.sh == 1 && P.dh == 1) return cf_direct_dispatch_j<3, 3, 1, 1>(d, col, rs, out, J);
-    if (P.sh == 2 && P.dh == 1) return cf_direct_dispatch_j<3, 3, 2, 1>(d, col, rs, out, J);
-    if (P.sh == 1 && P.dh == 2) return cf_direct_dispatch_j<3, 3, 1, 2>(d, col, rs, out, J);
-  } else if (P.kh == 5 && P.kw == 5) {
-    if (P.sh == 1 && P.dh == 1) return cf_direct_dispatch_j<5, 5, 1, 1>(d, col, rs, out, J);
-    if (P.sh == 2 && P.dh == 1) return cf_direct_dispatch_j<5, 5, 2, 1>(d, col, rs, out, J);
-    if (P.sh == 1 && P.dh == 2) return cf_direct_dispatch_j<5, 5, 1, 2>(d, col, rs, out, J);
+// Rows of the tile are rs doubles apart in the input; false when the
+// kernel shape, stride and dilation have no tile.
+DW_TARGET bool cf_direct_dispatch(const CfDirect& d, int kh, int kw, int sh, int dh, const double* const* col,
+                                  index_t rs, double* out, int J) {
+  if (kh == 3 && kw == 3) {
+    if (sh == 1 && dh == 1) return cf_direct_dispatch_j<3, 3, 1, 1>(d, col, rs, out, J);
+    if (sh == 2 && dh == 1) return cf_direct_dispatch_j<3, 3, 2, 1>(d, col, rs, out, J);
+    if (sh == 1 && dh == 2) return cf_direct_dispatch_j<3, 3, 1, 2>(d, col, rs, out, J);
+  } else if (kh == 5 && kw == 5) {
+    if (sh == 1 && dh == 1) return cf_direct_dispatch_j<5, 5, 1, 1>(d, col, rs, out, J);
+    if (sh == 2 && dh == 1) return cf_direct_dispatch_j<5, 5, 2, 1>(d, col, rs, out, J);
+    if (sh == 1 && dh == 2) return cf_direct_dispatch_j<5, 5, 1, 2>(d, col, rs, out, J);
   }
   return false;
 }
@@ -883,20 +889,22 @@ DW_TARGET void run_cf_direct_unit(const FastPlan& P, index_t j, index_t i0, inde
   // J + 2 * (kh - 1)). Same taps in the same order as the dilated tile.
   CfDirect every_other = d;
   every_other.os = 2 * P.P_out;
-  const bool by_parity = P.dh == 2 && P.sh == 1 && kw <= 8 && ((kh == 3 && kw == 3) || (kh == 5 && kw == 5));
+  const bool by_parity = P.dh == 2 && P.sh == 1 && tiled_kernel_shape(kh, kw);
+  // The tile's column pointers at input row r0 (a zero block for padding).
+  const auto column_starts = [&](index_t r0) {
+    for (int b = 0; b < kw; ++b) {
+      const index_t x = j * P.sw + b * P.dw - P.pl;
+      col[b] = (x < 0 || x >= P.W) ? zeros : P.p.input + P.P_in * (r0 + P.H * x);
+    }
+  };
   for (index_t i = i0; i < i1;) {
     double* out = out_col + P.P_out * i;
     if (by_parity && i >= lo && i + 1 < hi) {
       const index_t J = std::min<index_t>(P.jmax, (hi - i) / 2);  // rows of each parity
       for (index_t parity = 0; parity < 2; ++parity) {
-        const index_t r0 = i + parity - P.pt;
-        for (int b = 0; b < kw; ++b) {
-          const index_t x = j * P.sw + b * P.dw - P.pl;
-          col[b] = (x < 0 || x >= P.W) ? zeros : P.p.input + P.P_in * (r0 + P.H * x);
-        }
+        column_starts(i + parity - P.pt);
         double* o = out + parity * P.P_out;
-        if (kh == 3) cf_direct_dispatch_j<3, 3, 1, 1>(every_other, col, 2 * P.P_in, o, static_cast<int>(J));
-        else cf_direct_dispatch_j<5, 5, 1, 1>(every_other, col, 2 * P.P_in, o, static_cast<int>(J));
+        cf_direct_dispatch(every_other, kh, kw, 1, 1, col, 2 * P.P_in, o, static_cast<int>(J));
         if (P.span_act)
           for (index_t k = 0; k < J; ++k) activate_span(P.p.activation, o + 2 * k * P.P_out, unit_lanes);
       }
@@ -906,12 +914,8 @@ DW_TARGET void run_cf_direct_unit(const FastPlan& P, index_t j, index_t i0, inde
     const index_t J = (i >= lo && i < hi) ? std::min<index_t>(P.jmax, hi - i) : 1;
     bool done = false;
     if (i >= lo && i < hi && kw <= 8) {
-      const index_t r0 = i * P.sh - P.pt;
-      for (int b = 0; b < kw; ++b) {
-        const index_t x = j * P.sw + b * P.dw - P.pl;
-        col[b] = (x < 0 || x >= P.W) ? zeros : P.p.input + P.P_in * (r0 + P.H * x);
-      }
-      done = cf_direct_dispatch(P, d, col, out, static_cast<int>(J));
+      column_starts(i * P.sh - P.pt);
+      done = cf_direct_dispatch(d, kh, kw, P.sh, P.dh, col, P.P_in, out, static_cast<int>(J));
     }
     if (!done) {
       for (int a = 0; a < kh; ++a)
