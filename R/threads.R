@@ -104,7 +104,3 @@ thread_cap <- function() {
 # joining a second thread costs about as much as the work it would take
 # over (measured with bench/threads-threshold.R).
 parallel_work_threshold <- 2^18
-
-threads_for_work <- function(work) {
-  if (work < parallel_work_threshold) 1L else get_depthwise_threads()
-}

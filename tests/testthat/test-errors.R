@@ -129,6 +129,19 @@ test_that("inputs must be 4D numeric arrays", {
   })
 })
 
+test_that("a layer that has run checks every later input as it did the first", {
+  layer <- layer_depthwise_conv_2d(kernel_size = 3)
+  layer(array(0, c(1, 5, 5, 2)))
+  expect_depthwise_error(layer(), "value")
+  expect_depthwise_error(layer(rep(0, 50)), "shape")
+  expect_depthwise_error(layer(array(0, c(5, 5, 2))), "shape")
+  expect_depthwise_error(layer(array(0, c(1, 5, 5, 3))), "shape")
+  expect_depthwise_error(layer(data.frame(a = 1)), "type")
+  expect_depthwise_error(layer(array("a", c(1, 5, 5, 2))), "type")
+  expect_identical(layer(array(1L, c(1, 5, 5, 2))), layer(array(1, c(1, 5, 5, 2))))
+  expect_identical(layer(array(TRUE, c(1, 5, 5, 2))), layer(array(1, c(1, 5, 5, 2))))
+})
+
 test_that("an empty output is an error naming the input shape, kernel and dilation", {
   expect_depthwise_error(layer_depthwise_conv_2d(array(0, c(1, 2, 2, 1)), 3), "shape")
   expect_depthwise_error(layer_depthwise_conv_2d(array(0, c(1, 5, 5, 1)), 3, dilation_rate = 3), "shape")

@@ -59,9 +59,17 @@ test_that("requests above the caps are reduced: cores, OMP_THREAD_LIMIT, OMP_NUM
 test_that("small work runs on one thread, large work on the setting", {
   withr::local_options(depthwise.num_threads = 2L)
   withr::local_envvar(OMP_THREAD_LIMIT = NA, OMP_NUM_THREADS = NA, `_R_CHECK_LIMIT_CORES_` = NA)
-  expect_identical(threads_for_work(1000), 1L)
-  expect_identical(threads_for_work(parallel_work_threshold - 1), 1L)
-  expect_identical(threads_for_work(1e9), get_depthwise_threads())
+  single_thread <- function(dims, kernel_size = 3) {
+    layer <- layer_depthwise_conv_2d(kernel_size = kernel_size, padding = "same")
+    layer(array(0, dims))
+    layer_state(layer)$call_memo$single_thread
+  }
+  # Multiply-adds: the seed shape 4 * 10 * 10 * 12 * 9 = 43,200; a 1x1 kernel
+  # on 64 x 64 x 64 is 2^18 exactly, the first count that may use threads.
+  expect_true(single_thread(c(4, 10, 10, 12)))
+  expect_true(single_thread(c(1, 64, 64, 63), kernel_size = 1))
+  expect_false(single_thread(c(1, 64, 64, 64), kernel_size = 1))
+  expect_false(single_thread(c(1, 64, 64, 8), kernel_size = 3))
 })
 
 test_that("a layer gives the same numbers whatever the thread setting", {
