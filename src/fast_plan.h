@@ -73,6 +73,11 @@ struct FastPlan {
   bool small_plane = false;
   index_t small_cols = 0, small_top = 0, small_scratch = 0;  // small_scratch: offset in scratch
   std::vector<index_t> small_off;
+  // Output blocks are cold (kernels.h, cold_output_bytes) and a tile's
+  // output short: each tile first prefetches, for writing, the output the
+  // next one writes, so that reading those lines for ownership overlaps
+  // this tile's work instead of stalling its stores.
+  bool out_prefetch = false;
   index_t valid_len = 0;   // column index range that holds data
   index_t fast_begin = 0, fast_end = 0;
 

@@ -4,10 +4,17 @@
 #ifndef DEPTHWISE_KERNELS_H
 #define DEPTHWISE_KERNELS_H
 
+#include <cstddef>
+
 #include "activation.h"
 #include "geometry.h"
 
 namespace depthwise {
+
+// Outputs of this many bytes and more come from the recycling allocator
+// (output_alloc.h), whose blocks R freed many calls ago: their lines are
+// not in any cache when the kernels write them.
+constexpr std::size_t cold_output_bytes = std::size_t(128) << 10;
 
 struct Problem {
   Geometry geometry;

@@ -1,4 +1,5 @@
 #include "output_alloc.h"
+#include "kernels.h"
 #include "thread_pool.h"
 
 #include <R_ext/Rallocators.h>
@@ -28,7 +29,7 @@ namespace {
 
 // Outputs below this size use R's allocator (its small-vector pools and
 // malloc reuse memory well enough there).
-constexpr std::size_t min_custom_bytes = std::size_t(128) << 10;
+constexpr std::size_t min_custom_bytes = cold_output_bytes;
 constexpr std::size_t max_cached_blocks = 1024;
 constexpr std::uint64_t block_magic = 0x6477616c6c6f6321ULL;
 
