@@ -73,11 +73,6 @@ struct FastPlan {
   bool small_plane = false;
   index_t small_cols = 0, small_top = 0, small_scratch = 0;  // small_scratch: offset in scratch
   std::vector<index_t> small_off;
-  // Output blocks are cold (kernels.h, cold_output_bytes) and a tile's
-  // output short: each tile first prefetches, for writing, the output the
-  // next one writes, so that reading those lines for ownership overlaps
-  // this tile's work instead of stalling its stores.
-  bool out_prefetch = false;
   index_t valid_len = 0;   // column index range that holds data
   index_t fast_begin = 0, fast_end = 0;
 
@@ -109,6 +104,13 @@ struct FastPlan {
   bool cf_stream = false;
 
   // both
+  // Output blocks are cold (kernels.h, cold_output_bytes): a tile
+  // prefetches, for writing, the output the next tile writes (planar: the
+  // next columns, if a tile writes at most 8 KB; channels_first direct with
+  // depth_multiplier 1, not streaming: the same lanes of the next rows), so
+  // that reading those lines for ownership overlaps this tile's work
+  // instead of stalling its stores.
+  bool out_prefetch = false;
   int width = 2;           // lanes per vector of the chosen instruction set
   int jmax = 4;            // register-blocked tile size
   index_t span_cols = 0;   // input columns a planar tile reads (widest tile)

@@ -613,6 +613,7 @@ struct CfDirect {
   index_t unmasked;        // groups [0, unmasked) load whole vectors
   bool prefetch;           // FastPlan::cf_prefetch
   bool stream;             // FastPlan::cf_stream
+  bool out_prefetch;       // FastPlan::out_prefetch
 };
 
 // Group g's input vector at p (p already offset by in_off[g]): masked to the
@@ -722,6 +723,16 @@ DW_TARGET void cf_direct_tile(const CfDirect& d, const double* const* colbase, i
           DW_UNROLL
           for (int v = 0; v < GV; v += 64 / (WD * 8))
             __builtin_prefetch(reinterpret_cast<const void*>(next + sizeof(double) * (r * rs + v * WD)), 0, 3);
+      }
+      if (d.out_prefetch) {
+        // The same groups' lanes in the next tile's output pixels (integer
+        // addresses, as above: past the last row they are not the output's).
+        const std::uintptr_t next = reinterpret_cast<std::uintptr_t>(o);
+        DW_UNROLL
+        for (int k = J; k < 2 * J; ++k)
+          DW_UNROLL
+          for (int v = 0; v < GV; v += 64 / (WD * 8))
+            __builtin_prefetch(reinterpret_cast<const void*>(next + sizeof(double) * (k * os + v * WD)), 1, 3);
       }
       DW_UNROLL
       for (int b = 0; b < KW; ++b) col[b] += GV * WD;
@@ -879,6 +890,7 @@ DW_TARGET void run_cf_direct_unit(const FastPlan& P, index_t j, index_t i0, inde
   d.unmasked = std::max<index_t>(0, std::min(P.unmasked_groups - g0, d.groups));
   d.prefetch = P.cf_prefetch;
   d.stream = P.cf_stream;
+  d.out_prefetch = P.out_prefetch;
   const int kh = P.kh, kw = P.kw, taps = kh * kw;
   const double** tap = reinterpret_cast<const double**>(scratch);
   const double* zeros = P.zeros.data();
