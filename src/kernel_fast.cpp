@@ -347,8 +347,9 @@ void make_fast_plan(const Problem& p, int threads, FastPlan& P) {
         P.cf_stream = true;
       }
       // (Harness, cold outputs, 1T: 1 x 56 x 56 x 144 340 -> 247 us, 1 x 28 x 28 x
-      // 192 123-172 -> 101-132. Depth multiplier 2, per group: 370 -> 390, so not there.)
-      P.out_prefetch = !P.cf_stream && P.M == 1 && static_cast<double>(g.out_size()) * sizeof(double) >= cold_output_bytes;
+      // 192 123-172 -> 101-132. Only the multi-group loops prefetch: in the
+      // one-group loop, mult2 went 370 -> 390.)
+      P.out_prefetch = !P.cf_stream && static_cast<double>(g.out_size()) * sizeof(double) >= cold_output_bytes;
       const double column_work = static_cast<double>(P.chunk_groups) * wd * P.OH * taps;
       const index_t want = 4 * static_cast<index_t>(std::max(1, threads));
       P.bands = 1;

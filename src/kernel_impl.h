@@ -634,13 +634,19 @@ DW_TARGET inline V::perm_t cf_group_perm(const CfDirect& d, index_t g) {
   return pg;
 }
 
+// How a direct step's groups find their input lanes.
+enum CfLoad : int {
+  cf_affine = 0,    // group v at lane v * WD
+  cf_offset = 1,    // group v at lane_off[v]
+  cf_permuted = 2,  // group v at lane_off[v], then permuted by pv[v]
+};
+
 // One step of the direct tile: GN lane groups by J output rows, J * GN
 // independent accumulators. Each input vector (row r, column b, group v) is
 // loaded once and feeds every (output row k, kernel row a) with
-// k * SH + a * DH == r. Group v reads lanes v * WD on from col[b] (affine)
-// or lane_off[v] on, permuted by pv[v] (PERM); its weights, bias and
-// output start at v * WD lanes past w, bias and o.
-template <int KH, int KW, int J, int SH, int DH, int GN, bool PERM, bool STREAM = false>
+// k * SH + a * DH == r. Group v reads from col[b] as LOAD says; its
+// weights, bias and output start at v * WD lanes past w, bias and o.
+template <int KH, int KW, int J, int SH, int DH, int GN, int LOAD, bool STREAM = false>
 DW_TARGET inline void cf_direct_step(const double* const* col, const index_t* roff, const index_t* lane_off,
                                      const V::perm_t* pv, const double* w, const double* bias, double* o,
                                      index_t os, int act) {
@@ -659,7 +665,8 @@ DW_TARGET inline void cf_direct_step(const double* const* col, const index_t* ro
       DW_UNROLL
       for (int v = 0; v < GN; ++v) {
         reg x;
-        if constexpr (PERM) x = V::permute(V::load(col[b] + (roff[r] + lane_off[v])), pv[v]);
+        if constexpr (LOAD == cf_permuted) x = V::permute(V::load(col[b] + (roff[r] + lane_off[v])), pv[v]);
+        else if constexpr (LOAD == cf_offset) x = V::load(col[b] + (roff[r] + lane_off[v]));
         else x = V::load(col[b] + (roff[r] + v * WD));
         DW_UNROLL
         for (int k = 0; k < J; ++k) {
@@ -676,6 +683,20 @@ DW_TARGET inline void cf_direct_step(const double* const* col, const index_t* ro
       if constexpr (STREAM) V::stream(o + k * os + v * WD, finish(acc[v][k], act));
       else V::store(o + k * os + v * WD, finish(acc[v][k], act));
     }
+}
+
+// Prefetches, for writing, the lanes of GV groups from `o` on in the J
+// output pixels after a tile's J (FastPlan::out_prefetch). The addresses are
+// formed as integers: past the last row they are not the output's, and a
+// prefetch never faults.
+template <int J, int GV>
+DW_TARGET inline void cf_prefetch_next_rows(const double* o, index_t os) {
+  const std::uintptr_t next = reinterpret_cast<std::uintptr_t>(o);
+  DW_UNROLL
+  for (int k = J; k < 2 * J; ++k)
+    DW_UNROLL
+    for (int v = 0; v < GV; v += 64 / (WD * 8))
+      __builtin_prefetch(reinterpret_cast<const void*>(next + sizeof(double) * (k * os + v * WD)), 1, 3);
 }
 
 // J output pixels down a column, all inside the image in rows; col[b] is
@@ -709,8 +730,8 @@ DW_TARGET void cf_direct_tile(const CfDirect& d, const double* const* colbase, i
     const double* bias = d.bpack;
     double* o = out;
     for (; g + GV <= full; g += GV) {
-      if (d.stream) cf_direct_step<KH, KW, J, SH, DH, GV, false, true>(col, roff, nullptr, nullptr, w, bias, o, os, act);
-      else cf_direct_step<KH, KW, J, SH, DH, GV, false>(col, roff, nullptr, nullptr, w, bias, o, os, act);
+      if (d.stream) cf_direct_step<KH, KW, J, SH, DH, GV, cf_affine, true>(col, roff, nullptr, nullptr, w, bias, o, os, act);
+      else cf_direct_step<KH, KW, J, SH, DH, GV, cf_affine>(col, roff, nullptr, nullptr, w, bias, o, os, act);
       if (d.prefetch) {
         // The rows of the rightmost column that the next row tile adds
         // (the other columns were read by earlier units of this strip).
@@ -724,16 +745,7 @@ DW_TARGET void cf_direct_tile(const CfDirect& d, const double* const* colbase, i
           for (int v = 0; v < GV; v += 64 / (WD * 8))
             __builtin_prefetch(reinterpret_cast<const void*>(next + sizeof(double) * (r * rs + v * WD)), 0, 3);
       }
-      if (d.out_prefetch) {
-        // The same groups' lanes in the next tile's output pixels (integer
-        // addresses, as above: past the last row they are not the output's).
-        const std::uintptr_t next = reinterpret_cast<std::uintptr_t>(o);
-        DW_UNROLL
-        for (int k = J; k < 2 * J; ++k)
-          DW_UNROLL
-          for (int v = 0; v < GV; v += 64 / (WD * 8))
-            __builtin_prefetch(reinterpret_cast<const void*>(next + sizeof(double) * (k * os + v * WD)), 1, 3);
-      }
+      if (d.out_prefetch) cf_prefetch_next_rows<J, GV>(o, os);
       DW_UNROLL
       for (int b = 0; b < KW; ++b) col[b] += GV * WD;
       w += GV * KH * KW * WD;
@@ -763,8 +775,17 @@ DW_TARGET void cf_direct_tile(const CfDirect& d, const double* const* colbase, i
       V::perm_t pv[GVP];
       DW_UNROLL
       for (int v = 0; v < GVP; ++v) pv[v] = V::load_perm(d.perm + (g + v) * 2 * WD);
-      cf_direct_step<KH, KW, J, SH, DH, GVP, true>(col, roff, d.in_off + g, pv, d.wpack + g * (KH * KW * WD),
-                                                   d.bpack + g * WD, out + g * WD, os, act);
+      cf_direct_step<KH, KW, J, SH, DH, GVP, cf_permuted>(col, roff, d.in_off + g, pv, d.wpack + g * (KH * KW * WD),
+                                                          d.bpack + g * WD, out + g * WD, os, act);
+    }
+  } else if (!d.affine) {
+    // Consecutive input lanes, but not at the group's own position
+    // (depth_multiplier > 1, batch of a vector or more): GV groups per step
+    // as in the affine loop, each from its own lane.
+    for (; g + GV <= full; g += GV) {
+      cf_direct_step<KH, KW, J, SH, DH, GV, cf_offset>(col, roff, d.in_off + g, nullptr, d.wpack + g * (KH * KW * WD),
+                                                       d.bpack + g * WD, out + g * WD, os, act);
+      if (d.out_prefetch) cf_prefetch_next_rows<J, GV>(out + g * WD, os);
     }
   }
   for (; g < d.groups; ++g) {

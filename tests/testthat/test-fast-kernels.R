@@ -77,6 +77,9 @@ cf_5x5_stride2           first 1  15  15  9  5  5  2  2  1  1  1 same
 cf_5x5_dil2              first 2  19  16  40 5  5  1  1  2  2  1 same
 cf_3x3_dil2_rows_only    first 1  23  12  70 3  3  1  1  2  1  1 valid
 cf_3x3_m2_affine         first 4  9   8   5  3  3  1  1  1  1  2 valid
+cf_5x5_m2_batch8_offset  first 8  10  9   6  5  5  1  1  1  1  2 same
+cf_3x3_m3_batch4_s2      first 4  11  9   7  3  3  2  2  1  1  3 same
+cf_3x3_m2_batch4_dil2    first 4  13  12  6  3  3  1  1  2  2  2 same
 cf_3x3_m2_mapped         first 1  9   8   37 3  3  1  1  1  1  2 same
 cf_3x3_m3_mapped_batch3  first 3  7   9   5  3  3  1  1  1  1  3 same
 cf_3x3_m2_permuted_tail  first 1  11  10  9  3  3  1  1  1  1  2 same
@@ -132,7 +135,8 @@ test_that("the reference kernel agrees with the plain-R formula on the path case
 
 test_that("results are identical at 1, 2, 3 and 4 threads on every layout", {
   for (name in c("cl_3x3_same", "cl_3x3_stride2", "cl_5x5_same", "cl_small_wide", "cf_3x3_direct", "cf_5x5_dil2",
-                 "cf_3x3_m2_mapped", "cf_3x3_m2_permuted_tail", "cf_packed_large_image", "cl_general_7x7")) {
+                 "cf_3x3_m2_mapped", "cf_3x3_m2_permuted_tail", "cf_5x5_m2_batch8_offset", "cf_packed_large_image",
+                 "cl_general_7x7")) {
     row <- path_cases[path_cases$name == name, ]
     inp <- case_input(row)
     one <- run_case(row, inp, threads = 1L)
