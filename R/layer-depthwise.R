@@ -186,8 +186,6 @@ new_depthwise_conv_2d <- function(kernel_size, strides, padding, depth_multiplie
   state$kernel <- NULL
   state$bias <- NULL
   state$build_input_shape <- NULL
-  state$input_shape <- NULL
-  state$output_shape <- NULL
   layer <- new_layer(state)
   if (!is.null(options$input_shape)) {
     build_layer(state, c(NA_integer_, options$input_shape), call = call)

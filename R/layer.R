@@ -29,14 +29,16 @@ layer_call <- function(state, inputs, ..., arg = "inputs", call = rlang::caller_
   # check, so it skips the call (a microsecond on the seed shape's ~12).
   x <- if (!missing(inputs) && is.double(inputs) && !is.null(dim(inputs))) inputs else
     as_double_array(inputs, arg = arg, call = call)
-  cfg <- state$config
-  # Calls on inputs of the shape seen last skip the shape checks (that shape
-  # passed them, and a built layer's channel count never changes) and reuse
-  # its geometry: all that costs more than the convolution on small inputs.
+  # Calls on inputs of the shape of the last call skip the shape checks
+  # (that shape passed them, and a built layer's channel count never
+  # changes) and reuse its geometry: all that costs more than the
+  # convolution on small inputs. The memo is also what `layer$input_shape`
+  # and `layer$output_shape` report, so it is stored once the call has
+  # succeeded. (The configuration it copies never changes but for
+  # `trainable`, which the forward pass does not read.)
   memo <- state$call_memo
-  if (is.null(memo) || !identical(memo$dims, dim(x)) || !identical(memo$config, cfg)) {
-    memo <- new_call_memo(state, cfg, dim(x), call = call)
-  }
+  new_shape_seen <- is.null(memo) || !identical(memo$dims, dim(x))
+  if (new_shape_seen) memo <- new_call_memo(state, dim(x), call = call)
   threads <- if (memo$single_thread) 1L else get_depthwise_threads()
   # The registered routine is called without its RcppExports wrapper, whose
   # ten promises cost about a microsecond. C++ failures come back as a
@@ -52,11 +54,10 @@ layer_call <- function(state, inputs, ..., arg = "inputs", call = rlang::caller_
   }
   if (is.character(y)) abort_cpp_failure(y, call = call)
   if (!is.null(memo$activation_fn)) y <- apply_r_activation(memo$activation_fn, y, call = call)
-  if (!is.null(cfg$activity_regularizer) || !is.null(state$activity_loss)) {
-    state$activity_loss <- activity_penalty(cfg$activity_regularizer, y, call = call)
+  if (!is.null(memo$activity_regularizer) || !is.null(state$activity_loss)) {
+    state$activity_loss <- activity_penalty(memo$activity_regularizer, y, call = call)
   }
-  state$input_shape <- memo$input_shape
-  state$output_shape <- if (identical(dim(y), memo$output_dims)) memo$output_shape else new_shape(dim(y))
+  if (new_shape_seen) state$call_memo <- memo
   if (isTRUE(state$keep_output)) state$last_output <- y
   y
 }
@@ -67,7 +68,8 @@ guarded_output_length <- 2^17
 
 # Checks an input shape (builds the layer on its first call) and works out
 # what calls on that shape share.
-new_call_memo <- function(state, cfg, dims, call) {
+new_call_memo <- function(state, dims, call) {
+  cfg <- state$config
   if (length(dims) != 4L) {
     abort_depthwise(
       c(sprintf("Input of layer \"%s\" is incompatible with the layer: expected a 4D array, found %dD", cfg$name, length(dims)),
@@ -85,15 +87,13 @@ new_call_memo <- function(state, cfg, dims, call) {
   check_allocation(prod(as.numeric(geometry$dims)), sprintf("The output %s of layer \"%s\"",
                    format_dims(geometry$dims), cfg$name), size_hint, call = call)
   work <- prod(as.numeric(geometry$dims)) * prod(cfg$kernel_size)
-  memo <- list(dims = dims, config = cfg, single_thread = work < parallel_work_threshold,
-               input_shape = new_shape(dims), output_dims = geometry$dims,
-               output_shape = new_shape(geometry$dims), strides = cfg$strides,
-               dilation = cfg$dilation_rate, padding_code = padding_code(cfg$padding),
-               channels_first = cfg$data_format == "channels_first",
-               activation_code = state$activation$code, activation_fn = state$activation$fn,
-               guarded = prod(as.numeric(geometry$dims)) >= guarded_output_length)
-  state$call_memo <- memo
-  memo
+  list(dims = dims, single_thread = work < parallel_work_threshold,
+       input_shape = new_shape(dims), output_shape = new_shape(geometry$dims),
+       strides = cfg$strides, dilation = cfg$dilation_rate, padding_code = padding_code(cfg$padding),
+       channels_first = cfg$data_format == "channels_first",
+       activation_code = state$activation$code, activation_fn = state$activation$fn,
+       activity_regularizer = cfg$activity_regularizer,
+       guarded = prod(as.numeric(geometry$dims)) >= guarded_output_length)
 }
 
 check_call_dots <- function(dots, call) {
@@ -387,9 +387,9 @@ keep_last_output <- function(layer, keep = TRUE) {
     bias = state$bias,
     weights = if (state$built) layer_weights(state) else list(),
     losses = layer_losses(state),
-    input_shape = state$input_shape %||% state$build_input_shape,
+    input_shape = state$call_memo$input_shape %||% state$build_input_shape,
     last_output = state$last_output,
-    output_shape = state$output_shape,
+    output_shape = state$call_memo$output_shape,
     type = "DepthwiseConv2D",
     config = state$config,
     state$config[[name]]

@@ -68,10 +68,11 @@ summary_row <- function(layer) {
   state <- layer_state(layer)
   built <- state$built
   count <- if (built) count_layer_params(state) else 0
+  output_shape <- state$call_memo$output_shape
   list(
     name = state$config$name,
     type = "DepthwiseConv2D",
-    shape = if (!is.null(state$output_shape)) format_dims(c(NA, state$output_shape[-1])) else "?",
+    shape = if (!is.null(output_shape)) format_dims(c(NA, output_shape[-1])) else "?",
     params = if (built) format(count, big.mark = ",") else "0 (unbuilt)",
     count = count,
     trainable = isTRUE(state$config$trainable)

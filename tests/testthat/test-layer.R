@@ -171,6 +171,17 @@ test_that("layer fields are reachable with $", {
   expect_identical(format(layer$output_shape), "shape(2, 3, 3, 1)")
   expect_length(layer$weights, 2L)
   expect_output(print(layer), "DepthwiseConv2D")
+  # They follow the last call that succeeded.
+  layer(array(0, c(1, 7, 6, 1)))
+  expect_identical(format(layer$input_shape), "shape(1, 7, 6, 1)")
+  expect_identical(format(layer$output_shape), "shape(1, 5, 4, 1)")
+  expect_error(layer(array(0, c(1, 7, 6, 2))), class = "depthwise_error_shape")
+  expect_error(layer(array(0, c(1, 2, 2, 1))), class = "depthwise_error_shape")
+  expect_identical(format(layer$output_shape), "shape(1, 5, 4, 1)")
+  withr::local_options(depthwise.num_threads = "many")
+  expect_error(layer(array(0, c(1, 300, 300, 1))), class = "depthwise_error")
+  expect_identical(format(layer$input_shape), "shape(1, 7, 6, 1)")
+  expect_identical(format(layer$output_shape), "shape(1, 5, 4, 1)")
 })
 
 test_that("keep_last_output() stores the latest output only when asked", {
