@@ -781,11 +781,15 @@ DW_TARGET void cf_direct_tile(const CfDirect& d, const double* const* colbase, i
   } else if (!d.affine) {
     // Consecutive input lanes, but not at the group's own position
     // (depth_multiplier > 1, batch of a vector or more): GV groups per step
-    // as in the affine loop, each from its own lane.
-    for (; g + GV <= full; g += GV) {
-      cf_direct_step<KH, KW, J, SH, DH, GV, cf_offset>(col, roff, d.in_off + g, nullptr, d.wpack + g * (KH * KW * WD),
-                                                       d.bpack + g * WD, out + g * WD, os, act);
-      if (d.out_prefetch) cf_prefetch_next_rows<J, GV>(out + g * WD, os);
+    // as in the affine loop, each from its own lane. Only in full tiles
+    // (jmax = 4 rows): the shorter ones at the end of a band take the loop
+    // below, which keeps the library's size down.
+    if constexpr (J == 4) {
+      for (; g + GV <= full; g += GV) {
+        cf_direct_step<KH, KW, J, SH, DH, GV, cf_offset>(col, roff, d.in_off + g, nullptr, d.wpack + g * (KH * KW * WD),
+                                                         d.bpack + g * WD, out + g * WD, os, act);
+        if (d.out_prefetch) cf_prefetch_next_rows<J, GV>(out + g * WD, os);
+      }
     }
   }
   for (; g < d.groups; ++g) {
