@@ -106,9 +106,9 @@ struct FastPlan {
   // both
   // Output blocks are cold (kernels.h, cold_output_bytes): a tile
   // prefetches, for writing, the output the next tile writes (planar: the
-  // next columns, if a tile writes at most 8 KB; channels_first direct with
-  // depth_multiplier 1, not streaming: the same lanes of the next rows), so
-  // that reading those lines for ownership overlaps this tile's work
+  // next columns, if a tile writes at most 8 KB; channels_first direct, not
+  // streaming, in its multi-group loops: the same lanes of the next rows),
+  // so that reading those lines for ownership overlaps this tile's work
   // instead of stalling its stores.
   bool out_prefetch = false;
   int width = 2;           // lanes per vector of the chosen instruction set

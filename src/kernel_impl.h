@@ -83,12 +83,14 @@ DW_TARGET inline void planar_feed(reg (&acc)[VN][J], const reg (&x)[VN], int a, 
   }
 }
 
-// Prefetches `doubles` of output for writing (FastPlan::out_prefetch). A
-// prefetch never faults, so the region may run past the output's end.
-DW_TARGET inline void prefetch_output(const double* p, index_t doubles) {
-  const char* bytes = reinterpret_cast<const char*>(p);
-  const std::size_t end = sizeof(double) * static_cast<std::size_t>(doubles);
-  for (std::size_t b = 0; b < end; b += 64) __builtin_prefetch(bytes + b, 1, 3);
+// Prefetches for writing `doubles` of output from `from` doubles past `p`
+// (FastPlan::out_prefetch). The region may run past the output's end, so
+// its addresses are formed as integers (no out-of-bounds pointer); a
+// prefetch never faults.
+DW_TARGET inline void prefetch_output(const double* p, index_t from, index_t doubles) {
+  const std::uintptr_t start = reinterpret_cast<std::uintptr_t>(p) + sizeof(double) * static_cast<std::uintptr_t>(from);
+  const std::uintptr_t end = start + sizeof(double) * static_cast<std::uintptr_t>(doubles);
+  for (std::uintptr_t a = start; a < end; a += 64) __builtin_prefetch(reinterpret_cast<const void*>(a), 1, 3);
 }
 
 // Broadcast weight vectors for a planar tile, q = a * KW + b, from the
@@ -368,7 +370,7 @@ DW_TARGET void run_small_plane_unit(const FastPlan& P, index_t plane, index_t j0
     const int J = static_cast<int>(std::min<index_t>(P.jmax, j1 - j));
     const double* tile_pad = pad + j * CS;
     double* out = out_plane + j * L;
-    if (P.out_prefetch) prefetch_output(out + J * L, J * L);
+    if (P.out_prefetch) prefetch_output(out, J * L, J * L);
     if (P.kh == 3) {
       if (P.dw == 1) small_plane_vn<3, 3, 1>(tile_pad, off, w, wtab, bv, out, L, P.fused_act, J);
       else small_plane_vn<3, 3, 2>(tile_pad, off, w, wtab, bv, out, L, P.fused_act, J);
@@ -490,7 +492,7 @@ DW_TARGET void run_planar_unit(const FastPlan& P, index_t plane, index_t j0, ind
       }
     }
     for (int k = 0; k < J; ++k) outs[k] = out_plane + (j + k) * P.out_col;
-    if (P.out_prefetch) prefetch_output(outs[0] + J * P.out_col, J * P.out_col);
+    if (P.out_prefetch) prefetch_output(outs[0], J * P.out_col, J * P.out_col);
     if (special) planar_dispatch(t, J, sw); else planar_tile_general(t);
     if (P.span_act)
       for (int k = 0; k < J; ++k) activate_span(P.p.activation, outs[k], P.out_col);
