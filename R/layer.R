@@ -143,12 +143,11 @@ layer_losses <- function(state, call = rlang::caller_env()) {
 }
 
 # Runs a C++ entry point, turning any error it raises into a classed one.
-# `handle_errors = FALSE` skips the R error handler, for entry points that
-# return their C++ failures (dw_forward()) on calls where nothing else can fail.
-run_cpp <- function(expr, call = rlang::caller_env(), handle_errors = TRUE) {
+# (layer_call() skips it on small calls: see there.)
+run_cpp <- function(expr, call = rlang::caller_env()) {
   # A classed error from evaluating the arguments (such as a bad thread
   # setting) keeps its class; anything else is a C++ (internal) error.
-  value <- if (!handle_errors) expr else tryCatch(expr, error = function(e) {
+  value <- tryCatch(expr, error = function(e) {
     if (inherits(e, "depthwise_error")) stop(e)
     abort_cpp_failure(conditionMessage(e), call = call)
   })

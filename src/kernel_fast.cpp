@@ -168,6 +168,8 @@ void make_fast_plan(const Problem& p, int threads, FastPlan& P) {
 
   const index_t taps = static_cast<index_t>(P.kh) * P.kw;
   const int wd = P.width;
+  // (FastPlan::out_prefetch)
+  const bool cold_output = static_cast<double>(g.out_size()) * sizeof(double) >= cold_output_bytes;
   index_t outer = 0;
   double outer_work = 0;
   if (P.planar) {
@@ -225,8 +227,7 @@ void make_fast_plan(const Problem& p, int threads, FastPlan& P) {
     }
     // Up to 8 KB of prefetches per tile: a burst of 16 KB (4 x 64 x 64 x 64)
     // held up the tile's own loads, 25 % slower.
-    P.out_prefetch = static_cast<double>(g.out_size()) * sizeof(double) >= cold_output_bytes &&
-                     static_cast<double>(P.jmax) * P.out_col * sizeof(double) <= 8192;
+    P.out_prefetch = cold_output && static_cast<double>(P.jmax) * P.out_col * sizeof(double) <= 8192;
     outer = g.out_channels();
     outer_work = static_cast<double>(P.out_col) * P.OW * taps;
   } else {
@@ -349,7 +350,7 @@ void make_fast_plan(const Problem& p, int threads, FastPlan& P) {
       // (Harness, cold outputs, 1T: 1 x 56 x 56 x 144 340 -> 247 us, 1 x 28 x 28 x
       // 192 123-172 -> 101-132. Only the multi-group loops prefetch: in the
       // one-group loop, mult2 went 370 -> 390.)
-      P.out_prefetch = !P.cf_stream && static_cast<double>(g.out_size()) * sizeof(double) >= cold_output_bytes;
+      P.out_prefetch = cold_output && !P.cf_stream;
       const double column_work = static_cast<double>(P.chunk_groups) * wd * P.OH * taps;
       const index_t want = 4 * static_cast<index_t>(std::max(1, threads));
       P.bands = 1;

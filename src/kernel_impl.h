@@ -688,17 +688,11 @@ DW_TARGET inline void cf_direct_step(const double* const* col, const index_t* ro
 }
 
 // Prefetches, for writing, the lanes of GV groups from `o` on in the J
-// output pixels after a tile's J (FastPlan::out_prefetch). The addresses are
-// formed as integers: past the last row they are not the output's, and a
-// prefetch never faults.
+// output pixels after a tile's J (FastPlan::out_prefetch).
 template <int J, int GV>
 DW_TARGET inline void cf_prefetch_next_rows(const double* o, index_t os) {
-  const std::uintptr_t next = reinterpret_cast<std::uintptr_t>(o);
   DW_UNROLL
-  for (int k = J; k < 2 * J; ++k)
-    DW_UNROLL
-    for (int v = 0; v < GV; v += 64 / (WD * 8))
-      __builtin_prefetch(reinterpret_cast<const void*>(next + sizeof(double) * (k * os + v * WD)), 1, 3);
+  for (int k = J; k < 2 * J; ++k) prefetch_output(o, k * os, GV * WD);
 }
 
 // J output pixels down a column, all inside the image in rows; col[b] is

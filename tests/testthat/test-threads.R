@@ -70,6 +70,10 @@ test_that("small work runs on one thread, large work on the setting", {
   expect_true(single_thread(c(1, 64, 64, 63), kernel_size = 1))
   expect_false(single_thread(c(1, 64, 64, 64), kernel_size = 1))
   expect_false(single_thread(c(1, 64, 64, 8), kernel_size = 3))
+  # Large work reads the setting (and rejects a bad one); small work does not.
+  withr::local_options(depthwise.num_threads = "many")
+  expect_error(layer_depthwise_conv_2d(array(0, c(1, 64, 64, 8)), 3, padding = "same"), class = "depthwise_error")
+  expect_identical(dim(layer_depthwise_conv_2d(array(0, c(4, 10, 10, 12)), 3, padding = "same")), c(4L, 10L, 10L, 12L))
 })
 
 test_that("a layer gives the same numbers whatever the thread setting", {
