@@ -65,8 +65,12 @@ int main(int argc, char** argv) {
 #pragma omp parallel num_threads(threads)
     {
       std::vector<double> scratch(plan.scratch_doubles + 64);
+      // Ranges of units, as the package's thread pool hands them out
+      // (entry.cpp: a grain of units / (8 * threads)).
+      const index_t grain = std::max<index_t>(1, plan.units / (8 * threads));
 #pragma omp for schedule(dynamic, 1)
-      for (index_t u = 0; u < plan.units; ++u) run_fast_units(plan, u, u + 1, scratch.data());
+      for (index_t u = 0; u < plan.units; u += grain)
+        run_fast_units(plan, u, std::min(plan.units, u + grain), scratch.data());
     }
     const auto t1 = std::chrono::steady_clock::now();
     times.push_back(std::chrono::duration<double, std::micro>(t1 - t0).count());

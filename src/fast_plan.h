@@ -33,9 +33,6 @@ namespace depthwise {
 
 enum class Isa : int { base = 0, avx2 = 1, avx512 = 2 };
 
-// Doubles between the padded columns of a small plane (FastPlan::small_plane).
-constexpr index_t small_plane_stride = 16;
-
 // Kernel shapes with compile-time tiles (others run the general kernels).
 constexpr bool tiled_kernel_shape(int kh, int kw) { return (kh == 3 && kw == 3) || (kh == 5 && kw == 5); }
 
@@ -65,14 +62,16 @@ struct FastPlan {
   index_t phase_len = 0;   // copy mode: N * rows per phase
   index_t pack_col = 0;    // copy mode: sh * phase_len
   std::vector<index_t> off;  // kh row offsets into an (input or packed) column
-  // Small planes (output columns of at most two vectors, row stride 1): each
-  // plane is first copied into a zero-padded scratch of small_cols columns,
-  // small_plane_stride doubles apart, so that the tile's loads need no masks
-  // and address every column from one pointer. Data rows start at
-  // small_top; kernel row a reads small_off[a] past the output row.
+  // Small planes (output columns of at most four vectors, row stride 1):
+  // tiles compute all small_vn vectors of an output column at once, from
+  // the input in place; the first and the last vector of a column load
+  // masked (small_lanes: per kernel row a, lanes [lo, hi) of the first
+  // vector, then of the last), the others whole. Padding columns read
+  // P.zeros from small_zero_at on.
   bool small_plane = false;
-  index_t small_cols = 0, small_top = 0, small_scratch = 0;  // small_scratch: offset in scratch
-  std::vector<index_t> small_off;
+  int small_vn = 0;
+  index_t small_zero_at = 0;
+  std::vector<index_t> small_lanes;
   index_t valid_len = 0;   // column index range that holds data
   index_t fast_begin = 0, fast_end = 0;
 

@@ -209,21 +209,30 @@ void make_fast_plan(const Problem& p, int threads, FastPlan& P) {
     P.span_cols = span_cols;
     // ring tags, ring, column pointers, broadcast weight table
     P.scratch_doubles = P.ring + P.ring * P.slot + span_cols + taps * wd + 8;
-    // Small planes: output columns of at most two vectors whose loads, with
-    // the kernel's rows, stay inside a padded column. Masked loads and the
-    // column and output pointers of the general tile (more than the integer
-    // registers) cost more than the copy there.
-    const index_t small_cols = P.OW + static_cast<index_t>(P.kw - 1) * P.dw;
-    if (tiled_kernel_shape(P.kh, P.kw) && P.dw <= 2 && !P.copy_mode && P.sw == 1 && P.out_col <= 2 * wd &&
-        P.N * (static_cast<index_t>(P.kh - 1) * P.dh) + 2 * wd <= small_plane_stride &&
-        P.N * P.pt + P.in_col <= small_plane_stride && small_cols * small_plane_stride <= 4096) {
-      P.small_plane = true;
-      P.small_cols = small_cols;
-      P.small_top = P.N * P.pt;
-      P.small_off.resize(P.kh);
-      for (int a = 0; a < P.kh; ++a) P.small_off[a] = P.N * (static_cast<index_t>(a) * P.dh);
-      P.small_scratch = ceil_div(P.scratch_doubles, 8) * 8;
-      P.scratch_doubles = P.small_scratch + small_cols * small_plane_stride;
+    // Small planes (FastPlan::small_plane): output columns of at most four
+    // vectors. The general tile's column loop (masked single vectors at
+    // both ends) and its output pointers cost more than the work there.
+    if (tiled_kernel_shape(P.kh, P.kw) && P.dw <= 2 && !P.copy_mode && P.sw == 1 && P.out_col <= 4 * wd) {
+      const int vn = static_cast<int>(ceil_div(P.out_col, wd));
+      bool middle_inside = true;  // the unmasked vectors lie inside the input column
+      for (int a = 0; a < P.kh; ++a)
+        for (int h = 1; h < vn - 1; ++h)
+          middle_inside = middle_inside && h * wd + P.off[a] >= 0 && (h + 1) * wd + P.off[a] <= P.in_col;
+      if (middle_inside) {
+        P.small_plane = true;
+        P.small_vn = vn;
+        P.small_zero_at = P.N * P.pt;
+        P.small_lanes.resize(4 * static_cast<std::size_t>(P.kh));
+        for (int a = 0; a < P.kh; ++a) {
+          const index_t ends[2] = {P.off[a], static_cast<index_t>(vn - 1) * wd + P.off[a]};
+          for (int v = 0; v < 2; ++v) {
+            const index_t lo = std::min<index_t>(std::max<index_t>(-ends[v], 0), wd);
+            P.small_lanes[4 * a + 2 * v] = lo;
+            P.small_lanes[4 * a + 2 * v + 1] = std::min<index_t>(std::max(P.in_col - ends[v], lo), wd);
+          }
+        }
+        P.zeros.assign(P.small_zero_at + P.in_col + wd, 0.0);
+      }
     }
     // Up to 8 KB of prefetches per tile: a burst of 16 KB (4 x 64 x 64 x 64)
     // held up the tile's own loads, 25 % slower.

@@ -266,14 +266,20 @@ DW_TARGET void planar_dispatch(const PlanarTile& t, int J, int sw) {
 }
 
 // A small plane's tile (FastPlan::small_plane): J output columns of L <= VN
-// vectors each, from the padded copy `pad` (its column 0 is the tile's
-// first input column). Every load is whole and sits at a constant offset
-// from one of KH row pointers; lanes past L are computed from the padding
-// and not stored. Taps in the order a, then b, as everywhere.
+// vectors each, all VN vectors of a column in one step (J * VN
+// accumulators), read in place. Input column s of the tile starts at byte
+// address col[s] (a zero block for padding columns); kernel row a reads
+// off[a] doubles past the output row. The first and the last vector of a
+// column may reach above or below the input column: those loads are masked
+// to the lanes inside it (first_mask[a], last_mask[a]), the others are
+// whole (make_fast_plan() checks that they lie inside). Addresses are
+// formed as integers, since a masked load's address may lie outside the
+// input; its masked lanes are not read. Lanes past L are computed and not
+// stored. Taps in the order a, then b, as everywhere.
 template <int KH, int KW, int J, int DW, int VN>
-DW_TARGET void small_plane_tile(const double* pad, const index_t* off, const double* w, double* wtab, reg bv,
-                                double* out, index_t L, int act) {
-  constexpr index_t CS = small_plane_stride;
+DW_TARGET void small_plane_tile(const std::uintptr_t* col, const index_t* off, const V::mask_t* first_mask,
+                                const V::mask_t* last_mask, const double* w, double* wtab, reg bv, double* out,
+                                index_t L, int act) {
   constexpr int S = (J - 1) + (KW - 1) * DW + 1;
   constexpr bool resident = KH * KW + VN * J + VN <= V::registers;
   reg wres[KH * KW];
@@ -285,13 +291,17 @@ DW_TARGET void small_plane_tile(const double* pad, const index_t* off, const dou
     for (int k = 0; k < J; ++k) acc[h][k] = bv;
   DW_UNROLL
   for (int a = 0; a < KH; ++a) {
-    const double* row = pad + off[a];
+    const std::uintptr_t row = sizeof(double) * static_cast<std::uintptr_t>(off[a]);
+    const V::mask_t m0 = first_mask[a], m1 = last_mask[a];
     DW_UNROLL
     for (int s = 0; s < S; ++s) {
       reg x[VN];
       DW_UNROLL
       for (int h = 0; h < VN; ++h) {
-        x[h] = V::load(row + (s * CS + h * WD));
+        const double* p = reinterpret_cast<const double*>(col[s] + row + sizeof(double) * (h * WD));
+        if (h == 0) x[h] = V::load_masked(p, m0);
+        else if (h == VN - 1) x[h] = V::load_masked(p, m1);
+        else x[h] = V::load(p);
         V::keep(x[h]);
       }
       planar_feed<KW, J, 1, DW, VN, resident>(acc, x, a, s, wres, wtab);
@@ -301,86 +311,104 @@ DW_TARGET void small_plane_tile(const double* pad, const index_t* off, const dou
   for (int k = 0; k < J; ++k)
     DW_UNROLL
     for (int h = 0; h < VN; ++h) {
-      const index_t n = std::min<index_t>(WD, L - h * WD);
-      if (n == WD) V::store(out + k * L + h * WD, finish(acc[h][k], act));
+      const index_t n = h < VN - 1 ? WD : L - h * WD;
+      if (n >= WD) V::store(out + k * L + h * WD, finish(acc[h][k], act));
       else V::store_lanes(out + k * L + h * WD, finish(acc[h][k], act), n);
     }
 }
 
+// Output columns per small-plane tile: the J * VN accumulators, VN input
+// vectors and (if they fit) the weights in registers.
+template <int VN>
+constexpr int small_plane_cols() {
+  return V::registers >= 32 ? (VN <= 2 ? 8 : 4) : (VN <= 2 ? 4 : 3);
+}
+
 template <int KH, int KW, int DW, int VN>
-DW_TARGET void small_plane_j(const double* pad, const index_t* off, const double* w, double* wtab, reg bv,
-                             double* out, index_t L, int act, int J) {
+DW_TARGET void small_plane_j(const std::uintptr_t* col, const index_t* off, const V::mask_t* m0,
+                             const V::mask_t* m1, const double* w, double* wtab, reg bv, double* out, index_t L,
+                             int act, int J) {
   switch (J) {
-    case 1: return small_plane_tile<KH, KW, 1, DW, VN>(pad, off, w, wtab, bv, out, L, act);
-    case 2: return small_plane_tile<KH, KW, 2, DW, VN>(pad, off, w, wtab, bv, out, L, act);
-    case 3: return small_plane_tile<KH, KW, 3, DW, VN>(pad, off, w, wtab, bv, out, L, act);
-    case 4: return small_plane_tile<KH, KW, 4, DW, VN>(pad, off, w, wtab, bv, out, L, act);
+    case 1: return small_plane_tile<KH, KW, 1, DW, VN>(col, off, m0, m1, w, wtab, bv, out, L, act);
+    case 2: return small_plane_tile<KH, KW, 2, DW, VN>(col, off, m0, m1, w, wtab, bv, out, L, act);
+    case 3: return small_plane_tile<KH, KW, 3, DW, VN>(col, off, m0, m1, w, wtab, bv, out, L, act);
     default: break;
   }
-  if (V::registers >= 32) {
+  if constexpr (small_plane_cols<VN>() == 8) {
     switch (J) {
-      case 5: return small_plane_tile<KH, KW, 5, DW, VN>(pad, off, w, wtab, bv, out, L, act);
-      case 6: return small_plane_tile<KH, KW, 6, DW, VN>(pad, off, w, wtab, bv, out, L, act);
-      case 7: return small_plane_tile<KH, KW, 7, DW, VN>(pad, off, w, wtab, bv, out, L, act);
-      default: return small_plane_tile<KH, KW, 8, DW, VN>(pad, off, w, wtab, bv, out, L, act);
+      case 4: return small_plane_tile<KH, KW, 4, DW, VN>(col, off, m0, m1, w, wtab, bv, out, L, act);
+      case 5: return small_plane_tile<KH, KW, 5, DW, VN>(col, off, m0, m1, w, wtab, bv, out, L, act);
+      case 6: return small_plane_tile<KH, KW, 6, DW, VN>(col, off, m0, m1, w, wtab, bv, out, L, act);
+      case 7: return small_plane_tile<KH, KW, 7, DW, VN>(col, off, m0, m1, w, wtab, bv, out, L, act);
+      default: return small_plane_tile<KH, KW, 8, DW, VN>(col, off, m0, m1, w, wtab, bv, out, L, act);
     }
+  } else if constexpr (small_plane_cols<VN>() == 4) {
+    small_plane_tile<KH, KW, 4, DW, VN>(col, off, m0, m1, w, wtab, bv, out, L, act);
+  } else {
+    small_plane_tile<KH, KW, 3, DW, VN>(col, off, m0, m1, w, wtab, bv, out, L, act);
   }
-  small_plane_tile<KH, KW, 4, DW, VN>(pad, off, w, wtab, bv, out, L, act);  // not reached: jmax is 4
 }
 
-template <int KH, int KW, int DW>
-DW_TARGET void small_plane_vn(const double* pad, const index_t* off, const double* w, double* wtab, reg bv,
-                              double* out, index_t L, int act, int J) {
-  if (L <= WD) small_plane_j<KH, KW, DW, 1>(pad, off, w, wtab, bv, out, L, act, J);
-  else small_plane_j<KH, KW, DW, 2>(pad, off, w, wtab, bv, out, L, act, J);
-}
-
-// Output plane `plane`, columns [j0, j1), of a small plane: the input plane
-// is copied into the padded columns at scratch + small_scratch (whose
-// padding run_units() zeroed), then tiled.
-DW_TARGET void run_small_plane_unit(const FastPlan& P, index_t plane, index_t j0, index_t j1, double* scratch) {
+// Output plane `plane`, columns [j0, j1), of a small plane.
+template <int KH, int KW, int DW, int VN>
+DW_TARGET void small_plane_columns(const FastPlan& P, index_t plane, index_t j0, index_t j1, double* scratch) {
   const Geometry& g = P.p.geometry;
   const index_t c = P.M == 1 ? plane : plane / P.M;
   const index_t m = P.M == 1 ? 0 : plane % P.M;
   const double* in_plane = P.p.input + c * g.in_stride.c;
   double* out_plane = P.p.output + plane * g.out_stride.c;
-  double* pad = scratch + P.small_scratch;
-  constexpr index_t CS = small_plane_stride;
-  const index_t x_end = std::min(P.W, P.small_cols - P.pl);
-  // Columns of at most 16 doubles: vector copies, the last one overlapping
-  // the one before instead of masked (a memcpy() call per column was 6 %
-  // of a 7 x 7 x 960 call; masked stores were slower still).
-  const index_t in_col = P.in_col, whole = in_col / WD * WD;
-  for (index_t x = 0; x < x_end; ++x) {
-    const double* src = in_plane + x * in_col;
-    double* dst = pad + (x + P.pl) * CS + P.small_top;
-    if (in_col < WD) {
-      std::memcpy(dst, src, sizeof(double) * in_col);
-      continue;
-    }
-    for (index_t e = 0; e < whole; e += WD) V::store(dst + e, V::load(src + e));
-    if (whole < in_col) V::store(dst + in_col - WD, V::load(src + in_col - WD));
-  }
   const double* w = P.p.kernel + g.kernel_index(0, 0, c, m);
   double* wtab = scratch;
   const reg bv = V::set1(P.p.bias ? P.p.bias[plane] : 0.0);
   const index_t L = P.out_col;
-  const index_t* off = P.small_off.data();
+  const index_t* off = P.off.data();
+  V::mask_t m0[KH], m1[KH];
+  DW_UNROLL
+  for (int a = 0; a < KH; ++a) {
+    m0[a] = V::make_mask(P.small_lanes[4 * a], P.small_lanes[4 * a + 1]);
+    m1[a] = V::make_mask(P.small_lanes[4 * a + 2], P.small_lanes[4 * a + 3]);
+  }
+  // Padding columns read a zero block, placed so that every kernel row's
+  // loads stay inside it.
+  const std::uintptr_t zero_col = reinterpret_cast<std::uintptr_t>(P.zeros.data() + P.small_zero_at);
+  const std::uintptr_t in_col_bytes = sizeof(double) * static_cast<std::uintptr_t>(P.in_col);
+  constexpr int jcap = small_plane_cols<VN>();
+  std::uintptr_t col[(jcap - 1) + (KW - 1) * DW + 1];
   for (index_t j = j0; j < j1;) {
-    const int J = static_cast<int>(std::min<index_t>(P.jmax, j1 - j));
-    const double* tile_pad = pad + j * CS;
+    const int J = static_cast<int>(std::min<index_t>(jcap, j1 - j));
+    const index_t S = (J - 1) + (KW - 1) * DW + 1;
+    for (index_t s = 0; s < S; ++s) {
+      const index_t x = j - P.pl + s;
+      col[s] = static_cast<std::size_t>(x) >= static_cast<std::size_t>(P.W)
+                   ? zero_col
+                   : reinterpret_cast<std::uintptr_t>(in_plane) + static_cast<std::uintptr_t>(x) * in_col_bytes;
+    }
     double* out = out_plane + j * L;
     if (P.out_prefetch) prefetch_output(out, J * L, J * L);
-    if (P.kh == 3) {
-      if (P.dw == 1) small_plane_vn<3, 3, 1>(tile_pad, off, w, wtab, bv, out, L, P.fused_act, J);
-      else small_plane_vn<3, 3, 2>(tile_pad, off, w, wtab, bv, out, L, P.fused_act, J);
-    } else {
-      if (P.dw == 1) small_plane_vn<5, 5, 1>(tile_pad, off, w, wtab, bv, out, L, P.fused_act, J);
-      else small_plane_vn<5, 5, 2>(tile_pad, off, w, wtab, bv, out, L, P.fused_act, J);
-    }
+    small_plane_j<KH, KW, DW, VN>(col, off, m0, m1, w, wtab, bv, out, L, P.fused_act, J);
     if (P.span_act)
       for (int k = 0; k < J; ++k) activate_span(P.p.activation, out + k * L, L);
     j += J;
+  }
+}
+
+template <int KH, int KW, int DW>
+DW_TARGET void small_plane_vn(const FastPlan& P, index_t plane, index_t j0, index_t j1, double* scratch) {
+  switch (P.small_vn) {
+    case 1: return small_plane_columns<KH, KW, DW, 1>(P, plane, j0, j1, scratch);
+    case 2: return small_plane_columns<KH, KW, DW, 2>(P, plane, j0, j1, scratch);
+    case 3: return small_plane_columns<KH, KW, DW, 3>(P, plane, j0, j1, scratch);
+    default: return small_plane_columns<KH, KW, DW, 4>(P, plane, j0, j1, scratch);
+  }
+}
+
+DW_TARGET void run_small_plane_unit(const FastPlan& P, index_t plane, index_t j0, index_t j1, double* scratch) {
+  if (P.kh == 3) {
+    if (P.dw == 1) small_plane_vn<3, 3, 1>(P, plane, j0, j1, scratch);
+    else small_plane_vn<3, 3, 2>(P, plane, j0, j1, scratch);
+  } else {
+    if (P.dw == 1) small_plane_vn<5, 5, 1>(P, plane, j0, j1, scratch);
+    else small_plane_vn<5, 5, 2>(P, plane, j0, j1, scratch);
   }
 }
 
@@ -1087,11 +1115,6 @@ DW_TARGET void run_unit_range(const FastPlan& P, index_t first, index_t last, do
 }  // namespace
 
 DW_TARGET void run_units(const FastPlan& P, index_t first, index_t last, double* scratch) {
-  if (P.small_plane) {
-    // The padding of the small-plane copy: never written after this, since
-    // every plane's data lands on the same rows and columns.
-    std::fill(scratch + P.small_scratch, scratch + P.scratch_doubles, 0.0);
-  }
   run_unit_range(P, first, last, scratch);
   // Non-temporal stores are weakly ordered: make them visible before the
   // pool reports these units done.
