@@ -25,6 +25,7 @@
 #define DEPTHWISE_FAST_PLAN_H
 
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "kernels.h"
@@ -79,8 +80,8 @@ struct FastPlan {
   index_t P_in = 0, P_out = 0, lanes_groups = 0;
   index_t tile_rows = 0, tile_cols = 0, tiles_c = 0, tiles = 0;  // output tiles
   index_t chunk_groups = 0, chunks = 0;                           // lane groups per unit
-  std::vector<double> wpack;   // [group][kh*kw][width]
-  std::vector<double> bpack;   // [group][width]
+  std::unique_ptr<double[]> wpack;   // [group][kh*kw][width]
+  std::unique_ptr<double[]> bpack;   // [group][width]
   std::vector<index_t> in_lane;   // output lane -> input lane within a pixel block
   std::vector<char> contiguous;   // per group: lanes map to consecutive input lanes
   bool cf_direct = false;         // large pixel blocks: no packing, lane groups innermost
@@ -118,7 +119,10 @@ struct FastPlan {
   index_t band_cols = 0, bands = 0, units = 0;
   double unit_work = 0;    // multiply-adds per unit (for chunking)
   index_t scratch_doubles = 0;
+  // Zeros that padding reads point into (make_fast_plan() makes sure there
+  // are enough): a shared block, or `zeros` when that is too short.
   std::vector<double> zeros;
+  const double* zero_data() const;
 };
 
 // Fills `plan` for problem `p`; `threads` only steers the unit size.

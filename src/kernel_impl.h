@@ -370,7 +370,7 @@ DW_TARGET void small_plane_columns(const FastPlan& P, index_t plane, index_t j0,
   }
   // Padding columns read a zero block, placed so that every kernel row's
   // loads stay inside it.
-  const std::uintptr_t zero_col = reinterpret_cast<std::uintptr_t>(P.zeros.data() + P.small_zero_at);
+  const std::uintptr_t zero_col = reinterpret_cast<std::uintptr_t>(P.zero_data() + P.small_zero_at);
   const std::uintptr_t in_col_bytes = sizeof(double) * static_cast<std::uintptr_t>(P.in_col);
   constexpr int jcap = small_plane_cols<VN>();
   std::uintptr_t col[(jcap - 1) + (KW - 1) * DW + 1];
@@ -497,7 +497,7 @@ DW_TARGET void run_planar_unit(const FastPlan& P, index_t plane, index_t j0, ind
   t.kw = kw;
   t.dw = dw;
 
-  const double* zeros = P.zeros.data();
+  const double* zeros = P.zero_data();
   const std::size_t W = static_cast<std::size_t>(P.W);
   for (index_t j = j0; j < j1;) {
     const int J = special ? static_cast<int>(std::min<index_t>(P.jmax, j1 - j)) : 1;
@@ -940,8 +940,8 @@ DW_TARGET void run_cf_direct_unit(const FastPlan& P, index_t j, index_t i0, inde
   d.groups = g1 - g0;
   d.tail = std::min<index_t>(WD, P.P_out - (g1 - 1) * WD);
   d.in_off = P.group_in_off.data() + g0;
-  d.wpack = P.wpack.data() + g0 * P.kh * P.kw * WD;
-  d.bpack = P.bpack.data() + g0 * WD;
+  d.wpack = P.wpack.get() + g0 * P.kh * P.kw * WD;
+  d.bpack = P.bpack.get() + g0 * WD;
   d.os = P.P_out;
   d.act = P.fused_act;
   d.affine = P.M == 1;
@@ -954,7 +954,7 @@ DW_TARGET void run_cf_direct_unit(const FastPlan& P, index_t j, index_t i0, inde
   d.burst_ok = true;
   const int kh = P.kh, kw = P.kw, taps = kh * kw;
   const double** tap = reinterpret_cast<const double**>(scratch);
-  const double* zeros = P.zeros.data();
+  const double* zeros = P.zero_data();
   const double* col[8];
   // Output rows whose taps all fall inside the image.
   const index_t span = static_cast<index_t>(kh - 1) * P.dh;
@@ -1079,8 +1079,8 @@ DW_TARGET void run_cf_unit(const FastPlan& P, index_t tile, index_t g0, index_t 
   for (index_t grp = g0; grp < g1; ++grp) {
     const index_t o0 = grp * WD;
     pack_cf_region(P, grp, i0, j0, rr, rc, B);
-    t.w = P.wpack.data() + grp * P.kh * P.kw * WD;
-    t.bias = P.bpack.data() + grp * WD;
+    t.w = P.wpack.get() + grp * P.kh * P.kw * WD;
+    t.bias = P.bpack.get() + grp * WD;
     t.lanes = std::min<index_t>(WD, P.P_out - o0);
     for (index_t jl = 0; jl < ncols; ++jl) {
       for (int b = 0; b < P.kw; ++b) colp[b] = B + (jl * P.sw + b * P.dw) * rr * WD;
