@@ -68,7 +68,7 @@ struct FastPlan {
   // the input in place; the first and the last vector of a column load
   // masked (small_lanes: per kernel row a, lanes [lo, hi) of the first
   // vector, then of the last), the others whole. Padding columns read
-  // P.zeros from small_zero_at on.
+  // zero_data() from small_zero_at on.
   bool small_plane = false;
   int small_vn = 0;
   index_t small_zero_at = 0;
