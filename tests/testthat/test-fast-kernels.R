@@ -280,6 +280,32 @@ test_that("large outputs come from the recycling allocator and behave as R vecto
   expect_equal(dw_output_cache(release = TRUE)[["cached_blocks"]], 0)
 })
 
+test_that("a loop that drops its outputs grows the pool instead of collecting", {
+  skip_if(dw_output_cache()[["enabled"]] == 0, "no custom output allocator on this platform")
+  small <- make_case(c(1, 70, 70, 4), 3, 3, 4, 1, seed = 3)   # output ~153 KB
+  other <- make_case(c(1, 80, 80, 4), 3, 3, 4, 1, seed = 4)   # ~200 KB: no block fits
+  invisible(gc())  # blocks of earlier tests' dead outputs come back, then go
+  dw_output_cache(release = TRUE)
+  on.exit(dw_output_cache(release = TRUE), add = TRUE)
+  ys <- lapply(1:100, function(i) fast_run(small$x, small$kernel, NULL))
+  rm(ys)
+  invisible(gc())
+  # 100 hits since the last collection the allocator asked for ...
+  for (i in 1:100) fast_run(small$x, small$kernel, NULL)
+  before <- dw_output_cache()
+  expect_gte(before[["hits"]], 100)
+  # ... let a run of 10 misses (outputs held: none can come back) map
+  # fresh blocks, a quarter of the hits, rather than collect after 4 as a
+  # caller that gets no hits does.
+  kept <- lapply(1:10, function(i) fast_run(other$x, other$kernel, NULL))
+  after <- dw_output_cache()
+  expect_equal(after[["misses"]] - before[["misses"]], 10)
+  expect_equal(after[["collections"]], before[["collections"]])
+  dw_output_cache(release = TRUE)
+  held <- lapply(1:10, function(i) fast_run(other$x, other$kernel, NULL))
+  expect_gte(dw_output_cache()[["collections"]], after[["collections"]] + 2)
+})
+
 test_that("outputs promoted to an older generation come back through a full collection", {
   skip_if(dw_output_cache()[["enabled"]] == 0, "no custom output allocator on this platform")
   case <- make_case(c(1, 200, 200, 16), 3, 3, 16, 1, seed = 12)  # output 5 MiB
