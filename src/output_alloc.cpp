@@ -73,7 +73,7 @@ struct Mapping {
 // fresh block costs its pages once, a collection comes back every cycle,
 // so a run of misses may also reach a quarter of the hits since the last
 // collection: the pool grows by up to a quarter per cycle. Layer calls on
-// 1 x 28 x 28 x 192 (600 KB outputs) in a loop: with runs of 4 the pool
+// 1 x 28 x 28 x 192 (1.2 MB outputs) in a loop: with runs of 4 the pool
 // reached its size (~240 blocks) after ~7,000 calls, 74 collections in
 // 10,000 calls; now after ~1,000 calls, 56 collections. A caller that
 // keeps its outputs gets no hits, so it still collects every 4 misses.
