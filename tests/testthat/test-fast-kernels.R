@@ -161,6 +161,28 @@ test_that("results are identical at 1, 2, 3 and 4 threads on every layout", {
   for (th in 2:4) expect_identical(fast_run(xf, kernel, NULL, data_format = "channels_first", threads = th), one)
 })
 
+test_that("channels_first row bands change tile heights, not results", {
+  # Few output columns: at 2 threads and more the rows are split into
+  # bands, so a row's tile height depends on the thread count, and with it
+  # which loop takes each lane group (30 groups here: 28 in steps of 4 and
+  # 2 alone at height 4, 6 steps of 5 at height 3). Every loop must add the
+  # taps in the same order.
+  for (k in c(3, 5)) {
+    set.seed(11 + k)
+    x <- array(rnorm(2 * 60 * 130 * 5), c(2, 60, 130, 5))
+    kernel <- array(rnorm(k * k * 60), c(k, k, 60, 1))
+    bias <- rnorm(60)
+    one <- fast_run(x, kernel, bias, data_format = "channels_first", threads = 1L)
+    for (th in 2:4) {
+      # (As vectors: waldo fails to print a difference of these arrays.)
+      expect_identical(c(fast_run(x, kernel, bias, data_format = "channels_first", threads = th)), c(one),
+                       label = paste0(k, "x", k, ", ", th, " threads"))
+    }
+    ref <- fast_run(x, kernel, bias, data_format = "channels_first", reference = TRUE)
+    expect_lt(scale_rel_diff(one, ref), 1e-12)
+  }
+})
+
 test_that("fused and span activations match the reference, NaN and -0 included", {
   row <- path_cases[path_cases$name == "cl_3x3_same", ]
   inp <- case_input(row)
