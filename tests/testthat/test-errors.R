@@ -164,3 +164,19 @@ test_that("the C++ entry points reject inconsistent input with a classed error",
   expect_depthwise_error(run_cpp(dw_output_geometry(c(1, 2^40, 2^40, 4), c(1L, 1L), c(1L, 1L),
                                                     c(1L, 1L), 0L, 1L, FALSE)), "size")
 })
+
+test_that("an R error inside a guarded C++ call becomes a classed error; a classed one keeps its class", {
+  # What the guard around large outputs is for: their allocation failing
+  # inside the C++ call raises an R error, which must not reach the user
+  # unclassed.
+  err <- expect_depthwise_error(run_cpp(stop("cannot allocate vector of size 9.0 Gb")), "size")
+  expect_match(conditionMessage(err), "too large")
+  expect_match(conditionMessage(err), "9.0 Gb", fixed = TRUE)
+  err <- expect_depthwise_error(run_cpp(stop("a failure from R")), "internal")
+  expect_match(conditionMessage(err), "a failure from R", fixed = TRUE)
+  err <- expect_depthwise_error(run_cpp(abort_depthwise("bad value", "value")), "value")
+  expect_false(inherits(err, "depthwise_error_internal"))
+  # Warnings pass through untouched, and the value comes back.
+  expect_warning(v <- run_cpp({ warning("careful"); 42 }), "careful")
+  expect_identical(v, 42)
+})
