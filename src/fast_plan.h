@@ -63,7 +63,8 @@ struct FastPlan {
   index_t phase_len = 0;   // copy mode: N * rows per phase
   index_t pack_col = 0;    // copy mode: sh * phase_len
   std::vector<index_t> off;  // kh row offsets into an (input or packed) column
-  // Small planes (output columns of at most four vectors, row stride 1):
+  // Small planes (output columns of at most four vectors, eight with
+  // 32 registers; row stride 1):
   // tiles compute all small_vn vectors of an output column at once, from
   // the input in place; the first and the last vector of a column load
   // masked (small_lanes: per kernel row a, lanes [lo, hi) of the first

@@ -224,9 +224,12 @@ void make_fast_plan(const Problem& p, int threads, FastPlan& P) {
     // ring tags, ring, column pointers, broadcast weight table
     P.scratch_doubles = P.ring + P.ring * P.slot + span_cols + taps * wd + 8;
     // Small planes (FastPlan::small_plane): output columns of at most four
-    // vectors. The general tile's column loop (masked single vectors at
-    // both ends) and its output pointers cost more than the work there.
-    if (tiled_kernel_shape(P.kh, P.kw) && P.dw <= 2 && !P.copy_mode && P.sw == 1 && P.out_col <= 4 * wd) {
+    // vectors, eight with 32 registers. The general tile's column loop
+    // (masked single vectors at both ends) and its output pointers cost
+    // more than the work there.
+    const index_t small_max_vn = P.isa == Isa::avx512 ? 8 : 4;
+    if (tiled_kernel_shape(P.kh, P.kw) && P.dw <= 2 && !P.copy_mode && P.sw == 1 &&
+        P.out_col <= small_max_vn * wd) {
       const int vn = static_cast<int>(ceil_div(P.out_col, wd));
       bool middle_inside = true;  // the unmasked vectors lie inside the input column
       for (int a = 0; a < P.kh; ++a)

@@ -321,9 +321,11 @@ DW_TARGET void small_plane_tile(const std::uintptr_t* col, const index_t* off, c
 }
 
 // Output columns per small-plane tile: the J * VN accumulators, VN input
-// vectors and (if they fit) the weights in registers.
+// vectors and (if they fit) the weights in registers. Columns of five to
+// eight vectors only with 32 registers (FastPlan::small_vn).
 template <int VN>
 constexpr int small_plane_cols() {
+  if constexpr (VN > 4) return VN == 5 ? 3 : 2;
   return V::registers >= 32 ? (VN <= 2 ? 8 : 4) : (VN <= 2 ? 4 : 3);
 }
 
@@ -334,10 +336,13 @@ DW_TARGET void small_plane_j(const std::uintptr_t* col, const index_t* off, cons
   switch (J) {
     case 1: return small_plane_tile<KH, KW, 1, DW, VN>(col, off, m0, m1, w, wtab, bv, out, L, act);
     case 2: return small_plane_tile<KH, KW, 2, DW, VN>(col, off, m0, m1, w, wtab, bv, out, L, act);
-    case 3: return small_plane_tile<KH, KW, 3, DW, VN>(col, off, m0, m1, w, wtab, bv, out, L, act);
     default: break;
   }
-  if constexpr (small_plane_cols<VN>() == 8) {
+  if constexpr (small_plane_cols<VN>() == 2) {
+    small_plane_tile<KH, KW, 2, DW, VN>(col, off, m0, m1, w, wtab, bv, out, L, act);  // not reached
+  } else if (J == 3) {
+    small_plane_tile<KH, KW, 3, DW, VN>(col, off, m0, m1, w, wtab, bv, out, L, act);
+  } else if constexpr (small_plane_cols<VN>() == 8) {
     switch (J) {
       case 4: return small_plane_tile<KH, KW, 4, DW, VN>(col, off, m0, m1, w, wtab, bv, out, L, act);
       case 5: return small_plane_tile<KH, KW, 5, DW, VN>(col, off, m0, m1, w, wtab, bv, out, L, act);
@@ -401,7 +406,16 @@ DW_TARGET void small_plane_vn(const FastPlan& P, index_t plane, index_t j0, inde
     case 1: return small_plane_columns<KH, KW, DW, 1>(P, plane, j0, j1, scratch);
     case 2: return small_plane_columns<KH, KW, DW, 2>(P, plane, j0, j1, scratch);
     case 3: return small_plane_columns<KH, KW, DW, 3>(P, plane, j0, j1, scratch);
-    default: return small_plane_columns<KH, KW, DW, 4>(P, plane, j0, j1, scratch);
+    case 4: return small_plane_columns<KH, KW, DW, 4>(P, plane, j0, j1, scratch);
+    default: break;
+  }
+  if constexpr (V::registers >= 32) {
+    switch (P.small_vn) {
+      case 5: return small_plane_columns<KH, KW, DW, 5>(P, plane, j0, j1, scratch);
+      case 6: return small_plane_columns<KH, KW, DW, 6>(P, plane, j0, j1, scratch);
+      case 7: return small_plane_columns<KH, KW, DW, 7>(P, plane, j0, j1, scratch);
+      default: return small_plane_columns<KH, KW, DW, 8>(P, plane, j0, j1, scratch);
+    }
   }
 }
 

@@ -33,8 +33,9 @@ make_case <- function(dims, kh, kw, C, M, seed) {
 # Each row is a path: kernel size (3x3 / 5x5 tiles, general fallback),
 # strides and dilation (specialised pairs and others), depth multiplier,
 # batch, layout (channels_last in place / strided copy / small planes of
-# one to four vectors per column, masked at both ends: cl_tiny_*,
-# cl_small_*, and one too narrow for its padding; channels_first
+# one to eight vectors per column (five and more with 32 registers only),
+# masked at both ends: cl_tiny_*, cl_small_*, and one too narrow for its
+# padding; channels_first
 # direct with affine, mapped or permuted lanes, narrower than a vector or
 # not, or packed), partial vectors and tiny outputs.
 path_cases <- read.table(header = TRUE, stringsAsFactors = FALSE, text = "
@@ -74,6 +75,12 @@ cl_small_vn3_5x5         last  1  12  11  2  5  5  1  1  1  1  1 same
 cl_small_vn4             last  1  14  13  3  3  3  1  1  1  1  1 same
 cl_small_vn4_batch2_full last  2  8   7   2  3  3  1  1  1  1  1 same
 cl_small_batch5_general  last  5  3   6   2  3  3  1  1  1  1  1 same
+cl_small_vn5             last  1  17  11  2  3  3  1  1  1  1  1 same
+cl_small_vn6_5x5         last  1  22  9   2  5  5  1  1  1  1  1 same
+cl_small_vn7_dil2        last  1  28  7   2  3  3  1  1  2  2  1 same
+cl_small_vn8_batch2      last  2  16  5   3  3  3  1  1  1  1  1 same
+cl_small_vn8_5x5_dil2    last  3  10  12  2  5  5  1  1  2  2  1 same
+cl_small_vn7_valid_m2    last  2  16  9   2  3  3  1  1  1  1  2 valid
 cf_3x3_direct            first 1  13  12  70 3  3  1  1  1  1  1 same
 cf_3x3_direct_tail       first 1  9   11  66 3  3  1  1  1  1  1 same
 cf_3x3_small_block       first 4  10  10  12 3  3  1  1  1  1  1 valid
