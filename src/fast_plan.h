@@ -135,12 +135,15 @@ void run_fast_units(const FastPlan& plan, index_t first, index_t last, double* s
 
 namespace isa_base {
 void run_units(const FastPlan& plan, index_t first, index_t last, double* scratch);
+bool all_finite(const double* w, index_t n);
 }
 namespace isa_avx2 {
 void run_units(const FastPlan& plan, index_t first, index_t last, double* scratch);
+bool all_finite(const double* w, index_t n);
 }
 namespace isa_avx512 {
 void run_units(const FastPlan& plan, index_t first, index_t last, double* scratch);
+bool all_finite(const double* w, index_t n);
 }
 
 }  // namespace depthwise

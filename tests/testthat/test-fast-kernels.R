@@ -261,17 +261,24 @@ test_that("non-finite weights give the reference result (padding must not meet 0
   # The top-left output only meets the Inf weight through padding.
   expect_equal(y[1, 1, 1, 1], 4)
   expect_equal(y[1, 3, 3, 1], Inf)
-  # Any position and kind: the check reads the weights four at a time, then
-  # the rest one by one. Weight 6 is tap (3, 2) of channel 1, weight 18 tap
-  # (3, 3) of channel 2; the outputs below meet them only through padding.
-  for (pos in c(6, 18)) {
-    for (value in c(-Inf, NaN)) {
-      kernel <- array(1, c(3, 3, 2, 1))
-      kernel[pos] <- value
-      y <- fast_run(x, kernel, NULL)
-      expect_identical(y, fast_run(x, kernel, NULL, reference = TRUE), label = paste(pos, value))
-      corner <- if (pos == 6) y[1, 5, 3, 1] else y[1, 5, 5, 2]
-      expect_equal(corner, if (pos == 6) 6 else 4, label = paste(pos, value))
+  # Any position and kind: the check reads the weights four vectors at a
+  # time, then a vector at a time, the last one partial (18 weights: 16 in
+  # the first loop and 2 after at 4 lanes; 8 blocks of 2 at 2 lanes). Weight
+  # 6 is tap (3, 2) of channel 1, weight 18 tap (3, 3) of channel 2; the
+  # outputs below meet them only through padding.
+  for (isa in isa_levels()) {
+    for (pos in 1:18) {
+      for (value in c(-Inf, NaN)) {
+        kernel <- array(1, c(3, 3, 2, 1))
+        kernel[pos] <- value
+        label <- paste(isa, pos, value)
+        y <- with_isa(isa, fast_run(x, kernel, NULL))
+        expect_identical(y, fast_run(x, kernel, NULL, reference = TRUE), label = label)
+        if (pos %in% c(6, 18)) {
+          corner <- if (pos == 6) y[1, 5, 3, 1] else y[1, 5, 5, 2]
+          expect_equal(corner, if (pos == 6) 6 else 4, label = label)
+        }
+      }
     }
   }
 })
