@@ -697,10 +697,10 @@ enum CfLoad : int {
 // Each accumulator gets its taps in the order b, then a (the column loop
 // outside: with the row loop outside, channels_first 1 x 56 x 56 x 144
 // took 12 % longer, dilation 2 on 4 x 64 x 64 x 64 6 %).
-template <int KH, int KW, int J, int SH, int DH, int GN, int LOAD, bool STREAM = false>
+template <int KH, int KW, int J, int SH, int DH, int GN, int LOAD, bool STREAM, bool CLIP>
 DW_TARGET inline void cf_direct_step(const double* const* col, const index_t* roff, const index_t* lane_off,
                                      const V::perm_t* pv, const double* w, const double* bias, double* o,
-                                     index_t os, int act) {
+                                     index_t os, int act, int rlo, int rhi) {
   constexpr int R = (J - 1) * SH + (KH - 1) * DH + 1;
   reg acc[GN][J];
   DW_UNROLL
@@ -712,7 +712,8 @@ DW_TARGET inline void cf_direct_step(const double* const* col, const index_t* ro
   DW_UNROLL
   for (int b = 0; b < KW; ++b)
     DW_UNROLL
-    for (int r = 0; r < R; ++r)
+    for (int r = 0; r < R; ++r) {
+      if (CLIP && (r < rlo || r >= rhi)) continue;  // a padding row
       DW_UNROLL
       for (int v = 0; v < GN; ++v) {
         reg x;
@@ -727,6 +728,7 @@ DW_TARGET inline void cf_direct_step(const double* const* col, const index_t* ro
           acc[v][k] = V::fmadd(V::load(w + (v * KH * KW + a * KW + b) * WD), x, acc[v][k]);
         }
       }
+    }
   DW_UNROLL
   for (int v = 0; v < GN; ++v)
     DW_UNROLL
@@ -744,12 +746,15 @@ DW_TARGET inline void cf_prefetch_next_rows(const double* o, index_t os) {
   for (int k = J; k < 2 * J; ++k) prefetch_output(o, k * os, GV * WD);
 }
 
-// J output pixels down a column, all inside the image in rows; col[b] is
-// the input pixel of the tile's first input row in column b (or a zero
-// block as long as R rows). Row r of the tile is col[b] + r * rs.
-// GV lane groups per iteration: J * GV independent accumulators.
-template <int KH, int KW, int J, int SH, int DH>
-DW_TARGET void cf_direct_tile(const CfDirect& d, const double* const* colbase, index_t rs, double* out) {
+// J output pixels down a column. The tile's input rows [rlo, rhi) hold
+// data; with CLIP the others are padding rows, whose taps are skipped
+// (without, rlo = 0 and rhi = R). col[b] is the input pixel of row rlo in
+// column b (or a zero block as long as R rows), so row r of the tile is at
+// col[b] + (r - rlo) * rs. GV lane groups per iteration: J * GV
+// independent accumulators.
+template <int KH, int KW, int J, int SH, int DH, bool CLIP>
+DW_TARGET void cf_direct_tile(const CfDirect& d, const double* const* colbase, index_t rs, double* out, int rlo,
+                              int rhi) {
   constexpr int R = (J - 1) * SH + (KH - 1) * DH + 1;
   constexpr int GV = (V::registers >= 32 ? 16 : 8) / J >= 2 ? (V::registers >= 32 ? 16 : 8) / J : 1;
   // Permuted groups (below): fewer per step, since each loaded vector also
@@ -758,7 +763,7 @@ DW_TARGET void cf_direct_tile(const CfDirect& d, const double* const* colbase, i
   constexpr int GVP = 8 / J >= 2 ? 8 / J : 1;
   index_t roff[R];
   DW_UNROLL
-  for (int r = 0; r < R; ++r) roff[r] = r * rs;
+  for (int r = 0; r < R; ++r) roff[r] = (CLIP ? r - rlo : r) * rs;
   const double* col[KW];
   DW_UNROLL
   for (int b = 0; b < KW; ++b) col[b] = colbase[b];
@@ -787,8 +792,12 @@ DW_TARGET void cf_direct_tile(const CfDirect& d, const double* const* colbase, i
     const double* bias = d.bpack;
     double* o = out;
     for (; g + GV <= full; g += GV) {
-      if (d.stream) cf_direct_step<KH, KW, J, SH, DH, GV, cf_affine, true>(col, roff, nullptr, nullptr, w, bias, o, os, act);
-      else cf_direct_step<KH, KW, J, SH, DH, GV, cf_affine>(col, roff, nullptr, nullptr, w, bias, o, os, act);
+      if (d.stream)
+        cf_direct_step<KH, KW, J, SH, DH, GV, cf_affine, true, CLIP>(col, roff, nullptr, nullptr, w, bias, o, os, act,
+                                                                     rlo, rhi);
+      else
+        cf_direct_step<KH, KW, J, SH, DH, GV, cf_affine, false, CLIP>(col, roff, nullptr, nullptr, w, bias, o, os, act,
+                                                                      rlo, rhi);
       if (d.prefetch) {
         // The rows of the rightmost column that the next row tile adds
         // (the other columns were read by earlier units of this strip).
@@ -832,8 +841,8 @@ DW_TARGET void cf_direct_tile(const CfDirect& d, const double* const* colbase, i
       V::perm_t pv[GVP];
       DW_UNROLL
       for (int v = 0; v < GVP; ++v) pv[v] = V::load_perm(d.perm + (g + v) * 2 * WD);
-      cf_direct_step<KH, KW, J, SH, DH, GVP, cf_permuted>(col, roff, d.in_off + g, pv, d.wpack + g * (KH * KW * WD),
-                                                          d.bpack + g * WD, out + g * WD, os, act);
+      cf_direct_step<KH, KW, J, SH, DH, GVP, cf_permuted, false, CLIP>(
+          col, roff, d.in_off + g, pv, d.wpack + g * (KH * KW * WD), d.bpack + g * WD, out + g * WD, os, act, rlo, rhi);
     }
   } else if (!d.affine) {
     // Consecutive input lanes, but not at the group's own position
@@ -843,8 +852,9 @@ DW_TARGET void cf_direct_tile(const CfDirect& d, const double* const* colbase, i
     // below, which keeps the library's size down.
     if constexpr (J == 4) {
       for (; g + GV <= full; g += GV) {
-        cf_direct_step<KH, KW, J, SH, DH, GV, cf_offset>(col, roff, d.in_off + g, nullptr, d.wpack + g * (KH * KW * WD),
-                                                         d.bpack + g * WD, out + g * WD, os, act);
+        cf_direct_step<KH, KW, J, SH, DH, GV, cf_offset, false, CLIP>(col, roff, d.in_off + g, nullptr,
+                                                                      d.wpack + g * (KH * KW * WD), d.bpack + g * WD,
+                                                                      out + g * WD, os, act, rlo, rhi);
         if (step_prefetch) cf_prefetch_next_rows<J, GV>(out + g * WD, os);
       }
     }
@@ -869,8 +879,11 @@ DW_TARGET void cf_direct_tile(const CfDirect& d, const double* const* colbase, i
       for (int a = 0; a < KH; ++a) {
         const reg wv = V::load(wg + (a * KW + b) * WD);
         DW_UNROLL
-        for (int k = 0; k < J; ++k)
-          acc[k] = V::fmadd(wv, cf_group_load(d, col[b] + (roff[k * SH + a * DH] + io), m, pg), acc[k]);
+        for (int k = 0; k < J; ++k) {
+          const int r = k * SH + a * DH;
+          if (CLIP && (r < rlo || r >= rhi)) continue;
+          acc[k] = V::fmadd(wv, cf_group_load(d, col[b] + (roff[r] + io), m, pg), acc[k]);
+        }
       }
     DW_UNROLL
     for (int k = 0; k < J; ++k) V::store_lanes(out + k * os + g * WD, finish(acc[k], act), partial ? d.tail : WD);
@@ -932,29 +945,39 @@ DW_TARGET void cf_direct_pixel(const CfDirect& d, int taps, const double* const*
   }
 }
 
-template <int KH, int KW, int SH, int DH>
-DW_TARGET bool cf_direct_dispatch_j(const CfDirect& d, const double* const* col, index_t rs, double* out, int J) {
+template <int KH, int KW, int SH, int DH, bool CLIP>
+DW_TARGET bool cf_direct_clip_j(const CfDirect& d, const double* const* col, index_t rs, double* out, int J, int rlo,
+                                int rhi) {
   switch (J) {
-    case 1: cf_direct_tile<KH, KW, 1, SH, DH>(d, col, rs, out); return true;
-    case 2: cf_direct_tile<KH, KW, 2, SH, DH>(d, col, rs, out); return true;
-    case 3: cf_direct_tile<KH, KW, 3, SH, DH>(d, col, rs, out); return true;
-    case 4: cf_direct_tile<KH, KW, 4, SH, DH>(d, col, rs, out); return true;
+    case 1: cf_direct_tile<KH, KW, 1, SH, DH, CLIP>(d, col, rs, out, rlo, rhi); return true;
+    case 2: cf_direct_tile<KH, KW, 2, SH, DH, CLIP>(d, col, rs, out, rlo, rhi); return true;
+    case 3: cf_direct_tile<KH, KW, 3, SH, DH, CLIP>(d, col, rs, out, rlo, rhi); return true;
+    case 4: cf_direct_tile<KH, KW, 4, SH, DH, CLIP>(d, col, rs, out, rlo, rhi); return true;
     default: return false;  // J <= jmax = 4 for channels_first
   }
 }
 
-// Rows of the tile are rs doubles apart in the input; false when the
-// kernel shape, stride and dilation have no tile.
+template <int KH, int KW, int SH, int DH>
+DW_TARGET bool cf_direct_dispatch_j(const CfDirect& d, const double* const* col, index_t rs, double* out, int J,
+                                    int rlo, int rhi) {
+  const int R = (J - 1) * SH + (KH - 1) * DH + 1;
+  if (rlo > 0 || rhi < R) return cf_direct_clip_j<KH, KW, SH, DH, true>(d, col, rs, out, J, rlo, rhi);
+  return cf_direct_clip_j<KH, KW, SH, DH, false>(d, col, rs, out, J, 0, R);
+}
+
+// Rows of the tile are rs doubles apart in the input, and rows [rlo, rhi)
+// of its R hold data (see cf_direct_tile()); false when the kernel shape,
+// stride and dilation have no tile.
 DW_TARGET bool cf_direct_dispatch(const CfDirect& d, int kh, int kw, int sh, int dh, const double* const* col,
-                                  index_t rs, double* out, int J) {
+                                  index_t rs, double* out, int J, int rlo, int rhi) {
   if (kh == 3 && kw == 3) {
-    if (sh == 1 && dh == 1) return cf_direct_dispatch_j<3, 3, 1, 1>(d, col, rs, out, J);
-    if (sh == 2 && dh == 1) return cf_direct_dispatch_j<3, 3, 2, 1>(d, col, rs, out, J);
-    if (sh == 1 && dh == 2) return cf_direct_dispatch_j<3, 3, 1, 2>(d, col, rs, out, J);
+    if (sh == 1 && dh == 1) return cf_direct_dispatch_j<3, 3, 1, 1>(d, col, rs, out, J, rlo, rhi);
+    if (sh == 2 && dh == 1) return cf_direct_dispatch_j<3, 3, 2, 1>(d, col, rs, out, J, rlo, rhi);
+    if (sh == 1 && dh == 2) return cf_direct_dispatch_j<3, 3, 1, 2>(d, col, rs, out, J, rlo, rhi);
   } else if (kh == 5 && kw == 5) {
-    if (sh == 1 && dh == 1) return cf_direct_dispatch_j<5, 5, 1, 1>(d, col, rs, out, J);
-    if (sh == 2 && dh == 1) return cf_direct_dispatch_j<5, 5, 2, 1>(d, col, rs, out, J);
-    if (sh == 1 && dh == 2) return cf_direct_dispatch_j<5, 5, 1, 2>(d, col, rs, out, J);
+    if (sh == 1 && dh == 1) return cf_direct_dispatch_j<5, 5, 1, 1>(d, col, rs, out, J, rlo, rhi);
+    if (sh == 2 && dh == 1) return cf_direct_dispatch_j<5, 5, 2, 1>(d, col, rs, out, J, rlo, rhi);
+    if (sh == 1 && dh == 2) return cf_direct_dispatch_j<5, 5, 1, 2>(d, col, rs, out, J, rlo, rhi);
   }
   return false;
 }
@@ -1014,18 +1037,31 @@ DW_TARGET void run_cf_direct_unit(const FastPlan& P, index_t j, index_t i0, inde
       for (index_t parity = 0; parity < 2; ++parity) {
         column_starts(i + parity - P.pt);
         double* o = out + parity * P.P_out;
-        cf_direct_dispatch(every_other, kh, kw, 1, 1, col, 2 * P.P_in, o, static_cast<int>(J));
+        cf_direct_dispatch(every_other, kh, kw, 1, 1, col, 2 * P.P_in, o, static_cast<int>(J), 0,
+                           static_cast<int>(J + kh - 1));
         if (P.span_act)
           for (index_t k = 0; k < J; ++k) activate_span(P.p.activation, o + 2 * k * P.P_out, unit_lanes);
       }
       i += 2 * J;
       continue;
     }
-    const index_t J = (i >= lo && i < hi) ? std::min<index_t>(P.jmax, hi - i) : 1;
+    // Any other tile: up to jmax rows, border rows included. Their taps on
+    // padding rows are skipped (one pixel at a time, the border rows were a
+    // fifth of a channels_first 1 x 960 x 7 x 7 call, and the rows left
+    // below the last full tile took a tile of one row).
+    const index_t J = std::min<index_t>(P.jmax, i1 - i);
     bool done = false;
-    if (i >= lo && i < hi && kw <= 8) {
-      column_starts(i * P.sh - P.pt);
-      done = cf_direct_dispatch(d, kh, kw, P.sh, P.dh, col, P.P_in, out, static_cast<int>(J));
+    if (kw <= 8 && tiled_kernel_shape(kh, kw) && P.sh <= 2 && P.dh <= 2) {
+      const index_t r0 = i * P.sh - P.pt;
+      const index_t R = (J - 1) * P.sh + static_cast<index_t>(kh - 1) * P.dh + 1;
+      const index_t rlo = clamp_index(-r0, 0, R), rhi = clamp_index(P.H - r0, rlo, R);
+      if (rlo < rhi) {
+        column_starts(r0 + rlo);
+      } else {
+        for (int b = 0; b < kw; ++b) col[b] = zeros;  // no row of the tile holds data
+      }
+      done = cf_direct_dispatch(d, kh, kw, P.sh, P.dh, col, P.P_in, out, static_cast<int>(J),
+                                static_cast<int>(rlo), static_cast<int>(rhi));
     }
     if (!done) {
       for (int a = 0; a < kh; ++a)

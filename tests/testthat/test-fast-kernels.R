@@ -37,7 +37,8 @@ make_case <- function(dims, kh, kw, C, M, seed) {
 # masked at both ends: cl_tiny_*, cl_small_*, and one too narrow for its
 # padding; channels_first
 # direct with affine, mapped or permuted lanes, narrower than a vector or
-# not, or packed), partial vectors and tiny outputs.
+# not, or packed; tiles over border rows, whose padding rows are skipped,
+# up to tiles with padding at both ends), partial vectors and tiny outputs.
 path_cases <- read.table(header = TRUE, stringsAsFactors = FALSE, text = "
 name                     fmt   N  H   W   C  kh kw sh sw dh dw M pad
 cl_3x3_same              last  1  23  19  5  3  3  1  1  1  1  1 same
@@ -107,6 +108,10 @@ cf_general_2x3_s3        first 2  11  10  6  2  3  3  1  1  1  1 same
 cf_packed_large_image    first 1  70  66  3  3  3  1  1  1  1  1 same
 cf_packed_5x5            first 2  68  64  2  5  5  1  1  1  1  1 same
 cf_tiny_1x1_out          first 2  3   3   7  3  3  1  1  1  1  1 valid
+cf_3x3_both_borders      first 2  3   5   20 3  3  1  1  1  1  1 same
+cf_5x5_dil2_short        first 1  6   7   12 5  5  1  1  2  2  1 same
+cf_5x5_s2_short          first 3  5   6   10 5  5  2  2  1  1  1 same
+cf_3x3_s2_border_tiles   first 1  12  9   40 3  3  2  2  1  1  1 same
 ")
 
 case_input <- function(row) {
