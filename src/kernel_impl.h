@@ -11,9 +11,11 @@
 // a (see cf_direct_step()), in all their loops. Which kind of path an
 // element takes depends only on the problem and its position (border rows,
 // kernel shape), never on the tiling. A tap that falls on padding adds
-// w * 0, which leaves the sum unchanged (weights are finite: the plan sends
-// non-finite kernels to the reference). So the value of an output element
-// does not depend on the tile, band or thread it was computed in.
+// w * 0 (weights are finite: the plan sends non-finite kernels to the
+// reference), or is skipped where a whole padding row is (channels_first
+// tiles over border rows, as in the reference); either way the sum keeps its
+// value. So the value of an output element does not depend on the tile,
+// band or thread it was computed in.
 
 #include <algorithm>
 #include <cstdint>
