@@ -4,8 +4,6 @@
 // and the work units.
 #include <algorithm>
 #include <atomic>
-#include <cmath>
-#include <cstring>
 
 #include "fast_plan.h"
 #include "simd.h"
