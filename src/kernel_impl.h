@@ -1053,7 +1053,7 @@ DW_TARGET void run_cf_direct_unit(const FastPlan& P, index_t j, index_t i0, inde
     // below the last full tile took a tile of one row).
     const index_t J = std::min<index_t>(P.jmax, i1 - i);
     bool done = false;
-    if (kw <= 8 && tiled_kernel_shape(kh, kw) && P.sh <= 2 && P.dh <= 2) {
+    if (kw <= 8) {  // col[] holds 8; cf_direct_dispatch() knows which shapes have a tile
       const index_t r0 = i * P.sh - P.pt;
       const index_t R = (J - 1) * P.sh + static_cast<index_t>(kh - 1) * P.dh + 1;
       const index_t rlo = clamp_index(-r0, 0, R), rhi = clamp_index(P.H - r0, rlo, R);
