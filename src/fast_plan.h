@@ -76,6 +76,9 @@ struct FastPlan {
   std::vector<index_t> small_lanes;
   index_t valid_len = 0;   // column index range that holds data
   index_t fast_begin = 0, fast_end = 0;
+  // Tiles prefetch the input columns the next tile starts reading (see
+  // make_fast_plan() for where that pays).
+  bool in_prefetch = false;
 
   // channels_first
   index_t P_in = 0, P_out = 0, lanes_groups = 0;

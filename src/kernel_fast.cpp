@@ -237,6 +237,17 @@ void make_fast_plan(const Problem& p, int threads, FastPlan& P) {
         need_zeros(P, P.small_zero_at + P.in_col + wd);
       }
     }
+    // Four-column tiles over columns of 1 KB and more: the next tile's new
+    // columns enter at 2 to 8 places at once and the hardware prefetchers
+    // do not follow them (harness, 1 thread, cold outputs, alternated runs:
+    // 8 x 28 x 28 x 240 5x5 'same' 2,300 -> 1,850 us at avx512, 3,300 ->
+    // 2,330 at avx2; 4 x 56 x 56 x 144 3x3 at avx2 (four-column tiles too)
+    // 1,430 -> 1,080). Not for eight-column tiles (the same 3x3 at avx512
+    // 850 -> 1,000: 18 columns of 1.8 KB crowd L1 out) nor for short
+    // columns (1 x 56 x 56 x 144: 195 -> 210; the hardware follows planes
+    // of short columns, and the prefetches cost issue slots). Copy mode
+    // reads its columns once, in order.
+    P.in_prefetch = !P.copy_mode && P.jmax == 4 && P.in_col * 8 >= 1024;
     // Up to 8 KB of prefetches per tile: a burst of 16 KB (4 x 64 x 64 x 64)
     // held up the tile's own loads, 25 % slower.
     P.out_prefetch = cold_output && static_cast<double>(P.jmax) * P.out_col * sizeof(double) <= 8192;

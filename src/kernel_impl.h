@@ -68,6 +68,12 @@ struct PlanarTile {
   index_t L;                  // output column length
   index_t valid;              // input columns hold data at [0, valid)
   index_t fb, fe;             // [fb, fe): every tap of a full vector is inside
+  // Input columns the next tile reads first (next_n of them, next_len
+  // doubles each): the full steps prefetch them, a slice per step, so that
+  // the next tile's first loads do not wait on memory.
+  const double* const* next;
+  int next_n;
+  index_t next_len;
   int act;
   int kh, kw, dw;             // runtime copies for the general kernel
 };
@@ -96,6 +102,14 @@ DW_TARGET inline void prefetch_output(const double* p, index_t from, index_t dou
   const std::uintptr_t start = reinterpret_cast<std::uintptr_t>(p) + sizeof(double) * static_cast<std::uintptr_t>(from);
   const std::uintptr_t end = start + sizeof(double) * static_cast<std::uintptr_t>(doubles);
   for (std::uintptr_t a = start; a < end; a += 64) __builtin_prefetch(reinterpret_cast<const void*>(a), 1, 3);
+}
+
+// Prefetches, for reading, `doubles` of input from `from` doubles past
+// `p` (addresses as integers, as in prefetch_output()).
+DW_TARGET inline void prefetch_input(const double* p, index_t from, index_t doubles) {
+  const std::uintptr_t start = reinterpret_cast<std::uintptr_t>(p) + sizeof(double) * static_cast<std::uintptr_t>(from);
+  const std::uintptr_t end = start + sizeof(double) * static_cast<std::uintptr_t>(doubles);
+  for (std::uintptr_t a = start; a < end; a += 64) __builtin_prefetch(reinterpret_cast<const void*>(a), 0, 3);
 }
 
 // Broadcast weight vectors for a planar tile, q = a * KW + b, from the
@@ -181,11 +195,22 @@ DW_TARGET void planar_tile(const PlanarTile& t) {
   const index_t L = t.L, fb = t.fb, fe = t.fe;
   const int act = t.act;
 
+  // Doubles of each next column to prefetch per full step: whole lines,
+  // spread over the steps.
+  const index_t steps = std::max<index_t>(1, (fe - fb) / (VN * WD));
+  const index_t pf_end = t.next_n > 0 ? t.next_len : 0;
+  const index_t pf_step = ((pf_end + steps - 1) / steps + 7) & ~index_t(7);
+  index_t pf = 0;
   index_t e = 0;
   while (e < L) {
     if (e >= fb && e + WD <= fe) {
-      for (; e + VN * WD <= fe; e += VN * WD)
+      for (; e + VN * WD <= fe; e += VN * WD) {
         planar_iter<KH, KW, J, SW, DW, VN, resident, false>(col, out, off, wres, wtab, bv, e, act);
+        if (pf < pf_end) {
+          for (int k = 0; k < t.next_n; ++k) prefetch_input(t.next[k], pf, pf_step);
+          pf += pf_step;
+        }
+      }
       for (; e + WD <= fe; e += WD)
         planar_iter<KH, KW, J, SW, DW, 1, resident, false>(col, out, off, wres, wtab, bv, e, act);
       continue;
@@ -484,7 +509,10 @@ DW_TARGET void pack_phase_column(const FastPlan& P, const double* src, double* d
 // Output plane `plane` (c * M + m), output columns [j0, j1). For small
 // planes this per-plane set-up is a large part of the work, so it reads the
 // plane's weights in place and keeps the column bookkeeping to one compare.
-DW_TARGET void run_planar_unit(const FastPlan& P, index_t plane, index_t j0, index_t j1, double* scratch) {
+// next_plane, next_j0: the unit this thread runs next (-1: none), whose
+// first columns the last tile prefetches (FastPlan::in_prefetch).
+DW_TARGET void run_planar_unit(const FastPlan& P, index_t plane, index_t j0, index_t j1, index_t next_plane,
+                               index_t next_j0, double* scratch) {
   const Geometry& g = P.p.geometry;
   const index_t c = P.M == 1 ? plane : plane / P.M;
   const index_t m = P.M == 1 ? 0 : plane % P.M;
@@ -516,12 +544,35 @@ DW_TARGET void run_planar_unit(const FastPlan& P, index_t plane, index_t j0, ind
   t.kw = kw;
   t.dw = dw;
 
+  const double* next[16];
+  t.next = next;
+  t.next_n = 0;
+  t.next_len = P.in_col;
+
   const double* zeros = P.zero_data();
   const std::size_t W = static_cast<std::size_t>(P.W);
   for (index_t j = j0; j < j1;) {
     const int J = special ? static_cast<int>(std::min<index_t>(P.jmax, j1 - j)) : 1;
     const index_t S = (J - 1) * sw + (kw - 1) * dw + 1;
     const index_t x0 = j * sw - P.pl;
+    // The next tile's input columns this one does not read; in the last
+    // tile, the first tile's of the next unit.
+    t.next_n = 0;
+    if (P.in_prefetch && special) {
+      if (j + J < j1) {
+        const index_t next_x1 = std::min<index_t>(
+            (j + J + std::min<index_t>(P.jmax, j1 - j - J) - 1) * sw - P.pl + (kw - 1) * dw + 1, P.W);
+        for (index_t x = std::max<index_t>(x0 + S, 0); x < next_x1 && t.next_n < 16; ++x)
+          next[t.next_n++] = in_plane + x * P.in_col;
+      } else if (next_plane >= 0) {
+        const double* next_in = P.p.input + (P.M == 1 ? next_plane : next_plane / P.M) * g.in_stride.c;
+        const index_t nx0 = next_j0 * sw - P.pl;
+        const index_t next_x1 = std::min<index_t>(nx0 + (P.jmax - 1) * sw + (kw - 1) * dw + 1, P.W);
+        if (next_in != in_plane)
+          for (index_t x = std::max<index_t>(nx0, 0); x < next_x1 && t.next_n < 16; ++x)
+            next[t.next_n++] = next_in + x * P.in_col;
+      }
+    }
     for (index_t s = 0; s < S; ++s) {
       const index_t x = x0 + s;
       if (static_cast<std::size_t>(x) >= W) {  // padding column (x < 0 or x >= W)
@@ -1166,7 +1217,9 @@ DW_TARGET void run_unit_range(const FastPlan& P, index_t first, index_t last, do
     } else if (P.planar) {
       const index_t plane = u / P.bands, band = u % P.bands;
       const index_t j0 = band * P.band_cols;
-      run_planar_unit(P, plane, j0, std::min(P.OW, j0 + P.band_cols), scratch);
+      const index_t next_plane = u + 1 < last ? (u + 1) / P.bands : -1;
+      run_planar_unit(P, plane, j0, std::min(P.OW, j0 + P.band_cols), next_plane,
+                      ((u + 1) % P.bands) * P.band_cols, scratch);
     } else if (P.cf_direct) {
       // chunk-major, then column, then row band. With column dilation 2 and
       // stride 1, the even output columns first, then the odd ones: each
