@@ -76,6 +76,11 @@ struct FastPlan {
   std::vector<index_t> small_lanes;
   index_t valid_len = 0;   // column index range that holds data
   index_t fast_begin = 0, fast_end = 0;
+  // Every vector at a multiple of the width in a column lies wholly inside
+  // the input column or wholly in padding (row stride 1 and a batch that
+  // is a multiple of the width): the column's ends then run as full steps
+  // that take zeros for the padding vectors, not as masked single vectors.
+  bool whole_vectors = false;
   // Tiles prefetch the input columns the next tile starts reading (see
   // make_fast_plan() for where that pays).
   bool in_prefetch = false;

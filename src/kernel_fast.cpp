@@ -195,6 +195,7 @@ void make_fast_plan(const Problem& p, int threads, FastPlan& P) {
       P.valid_len = P.in_col;
       P.fast_begin = std::max<index_t>(0, -P.off.front());
       P.fast_end = std::min(P.out_col, P.in_col - P.off.back());
+      P.whole_vectors = P.N % wd == 0;  // then off[a], in_col and out_col are multiples of wd
       P.ring = 0;
       P.slot = 0;
     }

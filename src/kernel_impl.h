@@ -68,6 +68,7 @@ struct PlanarTile {
   index_t L;                  // output column length
   index_t valid;              // input columns hold data at [0, valid)
   index_t fb, fe;             // [fb, fe): every tap of a full vector is inside
+  bool whole;                 // FastPlan::whole_vectors
   // Input columns the next tile reads first (next_n of them, next_len
   // doubles each): the full steps prefetch them, a slice per step, so that
   // the next tile's first loads do not wait on memory.
@@ -124,19 +125,28 @@ DW_TARGET inline void planar_weights(const double* w, reg (&wres)[KH * KW], doub
   }
 }
 
+// How a planar step reads its input vectors.
+enum PlanarLoad : int {
+  planar_full = 0,    // every tap inside the column
+  planar_masked = 1,  // one vector touching padding or the column's end
+  planar_whole = 2,   // vectors wholly inside or wholly padding (FastPlan::whole_vectors)
+};
+
 // One step down the J output columns of a tile: VN vectors down each
 // (J * VN independent accumulators, enough to cover the FMA latency). Each
 // input vector is loaded once and feeds every (output column, tap) that
 // reads it; output column k reads input column k * SW + b * DW for tap
-// column b. MASKED (one vector, VN = 1) is the step for a vector that
-// touches padding or the end of the column: lanes [0, n) are computed, and
-// input outside [0, valid) of a column reads as zero. Per accumulator the
-// taps come in the order a, then b, masked or not.
-template <int KH, int KW, int J, int SW, int DW, int VN, bool RESIDENT, bool MASKED>
+// column b. A planar_masked step (VN = 1) is for a vector that touches
+// padding or the end of the column: lanes [0, n) are computed, and input
+// outside [0, valid) of a column reads as zero. A planar_whole step takes
+// zeros for the vectors that lie in padding, so the column's ends run as
+// full steps too. Per accumulator the taps come in the order a, then b,
+// whatever the step.
+template <int KH, int KW, int J, int SW, int DW, int VN, bool RESIDENT, int LOAD>
 DW_TARGET inline void planar_iter(const double* const* col, double* const* out, const index_t* off,
                                   const reg* wres, const double* wtab, reg bv, index_t e, int act,
                                   index_t valid = 0, index_t n = WD) {
-  static_assert(!MASKED || VN == 1, "a masked step is one vector");
+  static_assert(LOAD != planar_masked || VN == 1, "a masked step is one vector");
   constexpr int S = (J - 1) * SW + (KW - 1) * DW + 1;
   reg acc[VN][J];
   DW_UNROLL
@@ -147,13 +157,18 @@ DW_TARGET inline void planar_iter(const double* const* col, double* const* out, 
   for (int a = 0; a < KH; ++a) {
     const index_t base = e + off[a];
     V::mask_t mask{};
-    if constexpr (MASKED) mask = V::make_mask(clamp_index(-base, 0, n), clamp_index(valid - base, 0, n));
+    if constexpr (LOAD == planar_masked)
+      mask = V::make_mask(clamp_index(-base, 0, n), clamp_index(valid - base, 0, n));
+    bool inside[VN];
+    DW_UNROLL
+    for (int h = 0; h < VN; ++h) inside[h] = LOAD != planar_whole || (base + h * WD >= 0 && base + h * WD < valid);
     DW_UNROLL
     for (int s = 0; s < S; ++s) {
       reg x[VN];
       DW_UNROLL
       for (int h = 0; h < VN; ++h) {
-        if constexpr (MASKED) x[h] = V::load_masked(col[s] + base, mask);
+        if constexpr (LOAD == planar_masked) x[h] = V::load_masked(col[s] + base, mask);
+        else if constexpr (LOAD == planar_whole) x[h] = inside[h] ? V::load(col[s] + (base + h * WD)) : V::zero();
         else x[h] = V::load(col[s] + (base + h * WD));
         V::keep(x[h]);
       }
@@ -164,7 +179,7 @@ DW_TARGET inline void planar_iter(const double* const* col, double* const* out, 
   for (int h = 0; h < VN; ++h)
     DW_UNROLL
     for (int k = 0; k < J; ++k) {
-      if constexpr (MASKED) V::store_lanes(out[k] + e, finish(acc[h][k], act), n);
+      if constexpr (LOAD == planar_masked) V::store_lanes(out[k] + e, finish(acc[h][k], act), n);
       else V::store(out[k] + e + h * WD, finish(acc[h][k], act));
     }
 }
@@ -205,18 +220,25 @@ DW_TARGET void planar_tile(const PlanarTile& t) {
   while (e < L) {
     if (e >= fb && e + WD <= fe) {
       for (; e + VN * WD <= fe; e += VN * WD) {
-        planar_iter<KH, KW, J, SW, DW, VN, resident, false>(col, out, off, wres, wtab, bv, e, act);
+        planar_iter<KH, KW, J, SW, DW, VN, resident, planar_full>(col, out, off, wres, wtab, bv, e, act);
         if (pf < pf_end) {
           for (int k = 0; k < t.next_n; ++k) prefetch_input(t.next[k], pf, pf_step);
           pf += pf_step;
         }
       }
       for (; e + WD <= fe; e += WD)
-        planar_iter<KH, KW, J, SW, DW, 1, resident, false>(col, out, off, wres, wtab, bv, e, act);
+        planar_iter<KH, KW, J, SW, DW, 1, resident, planar_full>(col, out, off, wres, wtab, bv, e, act);
       continue;
     }
-    planar_iter<KH, KW, J, SW, DW, 1, resident, true>(col, out, off, wres, wtab, bv, e, act, t.valid,
-                                                       std::min<index_t>(WD, L - e));
+    if constexpr (VN == 4) {
+      if (t.whole && e + VN * WD <= L) {
+        planar_iter<KH, KW, J, SW, DW, VN, resident, planar_whole>(col, out, off, wres, wtab, bv, e, act, t.valid);
+        e += VN * WD;
+        continue;
+      }
+    }
+    planar_iter<KH, KW, J, SW, DW, 1, resident, planar_masked>(col, out, off, wres, wtab, bv, e, act, t.valid,
+                                                                std::min<index_t>(WD, L - e));
     e += WD;
   }
 }
@@ -539,6 +561,7 @@ DW_TARGET void run_planar_unit(const FastPlan& P, index_t plane, index_t j0, ind
   t.valid = P.valid_len;
   t.fb = P.fast_begin;
   t.fe = P.fast_end;
+  t.whole = P.whole_vectors;
   t.act = P.fused_act;
   t.kh = kh;
   t.kw = kw;

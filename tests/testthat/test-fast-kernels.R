@@ -35,7 +35,9 @@ make_case <- function(dims, kh, kw, C, M, seed) {
 # batch, layout (channels_last in place / strided copy / small planes of
 # one to eight vectors per column (five and more with 32 registers only),
 # masked at both ends: cl_tiny_*, cl_small_*, and one too narrow for its
-# padding; channels_first
+# padding; columns of 128 doubles and more, whose tiles prefetch the next
+# columns, with batches of whole vectors, whose column ends run as whole
+# steps: cl_*_long; channels_first
 # direct with affine, mapped or permuted lanes, narrower than a vector or
 # not, or packed; tiles over border rows, whose padding rows are skipped,
 # up to tiles with padding at both ends), partial vectors and tiny outputs.
@@ -82,6 +84,10 @@ cl_small_vn7_dil2        last  1  28  7   2  3  3  1  1  2  2  1 same
 cl_small_vn8_batch2      last  2  16  5   3  3  3  1  1  1  1  1 same
 cl_small_vn8_5x5_dil2    last  3  10  12  2  5  5  1  1  2  2  1 same
 cl_small_vn7_valid_m2    last  2  16  9   2  3  3  1  1  1  1  2 valid
+cl_5x5_batch4_long       last  4  40  13  2  5  5  1  1  1  1  1 same
+cl_3x3_batch8_dil2_long  last  8  20  11  2  3  3  1  1  2  2  1 same
+cl_5x5_cols2_long        last  2  70  20  2  5  5  1  2  1  1  1 same
+cl_5x5_m2_batch4_long    last  4  33  9   2  5  5  1  1  1  1  2 same
 cf_3x3_direct            first 1  13  12  70 3  3  1  1  1  1  1 same
 cf_3x3_direct_tail       first 1  9   11  66 3  3  1  1  1  1  1 same
 cf_3x3_small_block       first 4  10  10  12 3  3  1  1  1  1  1 valid
