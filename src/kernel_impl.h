@@ -95,22 +95,19 @@ DW_TARGET inline void planar_feed(reg (&acc)[VN][J], const reg (&x)[VN], int a, 
   }
 }
 
-// Prefetches for writing `doubles` of output from `from` doubles past `p`
-// (FastPlan::out_prefetch). The region may run past the output's end, so
-// its addresses are formed as integers (no out-of-bounds pointer); a
-// prefetch never faults.
-DW_TARGET inline void prefetch_output(const double* p, index_t from, index_t doubles) {
+// Prefetches `doubles` from `from` doubles past `p`, for writing (output,
+// FastPlan::out_prefetch) or for reading (input, FastPlan::in_prefetch).
+// The region may run past the array's end, so its addresses are formed as
+// integers (no out-of-bounds pointer); a prefetch never faults.
+template <bool WRITE>
+DW_TARGET inline void prefetch_lines(const double* p, index_t from, index_t doubles) {
   const std::uintptr_t start = reinterpret_cast<std::uintptr_t>(p) + sizeof(double) * static_cast<std::uintptr_t>(from);
   const std::uintptr_t end = start + sizeof(double) * static_cast<std::uintptr_t>(doubles);
-  for (std::uintptr_t a = start; a < end; a += 64) __builtin_prefetch(reinterpret_cast<const void*>(a), 1, 3);
+  for (std::uintptr_t a = start; a < end; a += 64) __builtin_prefetch(reinterpret_cast<const void*>(a), WRITE, 3);
 }
 
-// Prefetches, for reading, `doubles` of input from `from` doubles past
-// `p` (addresses as integers, as in prefetch_output()).
-DW_TARGET inline void prefetch_input(const double* p, index_t from, index_t doubles) {
-  const std::uintptr_t start = reinterpret_cast<std::uintptr_t>(p) + sizeof(double) * static_cast<std::uintptr_t>(from);
-  const std::uintptr_t end = start + sizeof(double) * static_cast<std::uintptr_t>(doubles);
-  for (std::uintptr_t a = start; a < end; a += 64) __builtin_prefetch(reinterpret_cast<const void*>(a), 0, 3);
+DW_TARGET inline void prefetch_output(const double* p, index_t from, index_t doubles) {
+  prefetch_lines<true>(p, from, doubles);
 }
 
 // Broadcast weight vectors for a planar tile, q = a * KW + b, from the
@@ -222,7 +219,7 @@ DW_TARGET void planar_tile(const PlanarTile& t) {
       for (; e + VN * WD <= fe; e += VN * WD) {
         planar_iter<KH, KW, J, SW, DW, VN, resident, planar_full>(col, out, off, wres, wtab, bv, e, act);
         if (pf < pf_end) {
-          for (int k = 0; k < t.next_n; ++k) prefetch_input(t.next[k], pf, pf_step);
+          for (int k = 0; k < t.next_n; ++k) prefetch_lines<false>(t.next[k], pf, pf_step);
           pf += pf_step;
         }
       }
@@ -572,7 +569,6 @@ DW_TARGET void run_planar_unit(const FastPlan& P, index_t plane, index_t j0, ind
 
   const double* next[16];
   t.next = next;
-  t.next_n = 0;
   t.next_len = P.in_col;
 
   const double* zeros = P.zero_data();
@@ -585,19 +581,19 @@ DW_TARGET void run_planar_unit(const FastPlan& P, index_t plane, index_t j0, ind
     // tile, the first tile's of the next unit.
     t.next_n = 0;
     if (P.in_prefetch && special) {
-      if (j + J < j1) {
-        const index_t next_x1 = std::min<index_t>(
-            (j + J + std::min<index_t>(P.jmax, j1 - j - J) - 1) * sw - P.pl + (kw - 1) * dw + 1, P.W);
-        for (index_t x = std::max<index_t>(x0 + S, 0); x < next_x1 && t.next_n < 16; ++x)
-          next[t.next_n++] = in_plane + x * P.in_col;
-      } else if (next_plane >= 0) {
-        const double* next_in = P.p.input + (P.M == 1 ? next_plane : next_plane / P.M) * g.in_stride.c;
-        const index_t nx0 = next_j0 * sw - P.pl;
-        const index_t next_x1 = std::min<index_t>(nx0 + (P.jmax - 1) * sw + (kw - 1) * dw + 1, P.W);
-        if (next_in != in_plane)
-          for (index_t x = std::max<index_t>(nx0, 0); x < next_x1 && t.next_n < 16; ++x)
-            next[t.next_n++] = next_in + x * P.in_col;
+      const double* next_in = in_plane;
+      index_t nj = j + J, nJ = std::min<index_t>(P.jmax, j1 - nj), nx0 = x0 + S;
+      bool any = nj < j1;
+      if (!any && next_plane >= 0) {  // the next unit's first tile, unless it reads this plane
+        next_in = P.p.input + (P.M == 1 ? next_plane : next_plane / P.M) * g.in_stride.c;
+        any = next_in != in_plane;
+        nj = next_j0;
+        nJ = P.jmax;
+        nx0 = nj * sw - P.pl;
       }
+      const index_t nx1 = std::min<index_t>((nj + nJ - 1) * sw - P.pl + (kw - 1) * dw + 1, P.W);
+      for (index_t x = std::max<index_t>(nx0, 0); any && x < nx1 && t.next_n < 16; ++x)
+        next[t.next_n++] = next_in + x * P.in_col;
     }
     for (index_t s = 0; s < S; ++s) {
       const index_t x = x0 + s;
