@@ -239,6 +239,13 @@ for (i in seq_len(nrow(scale_shapes))) {
   })
 }
 
+# The floor of a layer call in R: a 1x1 kernel on a 1 x 1 x 1 x 1 array
+# (argument checks, dispatch, allocation, no arithmetic to speak of).
+floor_layer <- layer_depthwise_conv_2d(kernel_size = 1)
+build(floor_layer, c(1, 1, 1, 1))
+floor_x <- array(0.5, c(1, 1, 1, 1))
+suite_cases[["floor"]] <- list(threads = 1L, fn = function() floor_layer(floor_x))
+
 cat("timing", length(suite_cases), "suite cases x", rounds, "rounds ...\n")
 suite_res <- run_cases(suite_cases, rounds, budget)
 cat("timing depth_multiplier and scaling cases ...\n")
@@ -296,6 +303,121 @@ say("Each time is the median µs of one call of a built layer on an R array (dou
     "in bench/peers.csv (PyTorch float32 channels_last, best float64 peer = min of PyTorch float64 and naive C++).")
 say("")
 
+# ------------------------------------------------------------------ targets
+# One row per (target, shape, threads): ours, the time the target needs, met
+# or not, the margin (needed / ours, >= 1 is met) and what limits it. The
+# limits are measured, not asserted: the roofline's bound and how much of it
+# the call reaches, the machine's own 2T / 1T ratio for that bound (from
+# bench/machine.csv), and the floor of any layer call in R (timed above).
+floor_s <- med(suite_res[["floor"]])
+# `ours` and `needed` are seconds (or ratios, with `show = fmt2`); for the
+# speed-up target bigger is better, so its margin is ours / needed.
+fmt2 <- function(v) fmt(v, 2)
+target_row <- function(target, shape, threads, ours, needed, limit, applies = TRUE, show = fmt_us,
+                       higher_is_better = FALSE) {
+  margin <- if (higher_is_better) ours / needed else needed / ours
+  data.frame(target = target, shape = shape, T = threads, ours = show(ours), needed = show(needed),
+             met = if (!applies) "n/a" else if (margin >= 1) "yes" else "**no**",
+             margin = fmt(margin, 2), `what limits it` = limit,
+             check.names = FALSE, stringsAsFactors = FALSE)
+}
+bound_use <- function(g, rf, t, threads) {
+  m <- machine[machine$threads == threads, ]
+  if (rf$bound == "FMA") {
+    sprintf("FMA: %.0f of %.0f GFLOP/s", g$flops / t / 1e9, m$fma_gflops_f64)
+  } else {
+    sprintf("%s: %.0f of %.0f GB/s", rf$bound, g$bytes / t / 1e9, g$bytes / rf$seconds / 1e9)
+  }
+}
+floor_share <- function(t) sprintf("R call floor %s µs = %.0f %%", fmt_us(floor_s), 100 * floor_s / t)
+targets_section <- function() {
+  rows <- list()
+  add <- function(...) rows[[length(rows) + 1]] <<- target_row(...)
+  for (i in seq_len(nrow(shapes))) {
+    sh <- shapes[i, ]; g <- geometry(sh); pr <- peers[peers$name == sh$name, ]
+    best64 <- min(pr$torch_f64_best, pr$naive_f64) * 1e-6
+    for (th in 1:2) {
+      t <- med(suite_res[[paste(sh$name, "channels_last", th)]]); rf <- roofline(g$flops, g$bytes, th)
+      need <- best64 / 10
+      add("10x best f64", sh$name, th, t, need,
+          if (need < floor_s) paste("needs less than", floor_share(t)) else
+            if (need < rf$seconds) sprintf("needs less than the roofline (%s µs)", fmt_us(rf$seconds)) else
+              bound_use(g, rf, t, th))
+    }
+  }
+  for (i in seq_len(nrow(shapes))) {
+    sh <- shapes[i, ]; g <- geometry(sh); pr <- peers[peers$name == sh$name, ]
+    beat <- sh$name %in% c("large", "big_batch")
+    for (th in 1:2) {
+      t <- med(suite_res[[paste(sh$name, "channels_last", th)]]); rf <- roofline(g$flops, g$bytes, th)
+      torch <- (if (th == 1) pr$torch_f32_cl_1t else pr$torch_f32_cl_2t) * 1e-6
+      compute <- roofline(g$flops, g$bytes, 1)$bound == "FMA"
+      add(if (beat) "faster than torch f32" else "1.5x torch f32 (compute-bound)", sh$name, th,
+          t, if (beat) torch else 1.5 * torch,
+          paste0(bound_use(g, rf, t, th), if (!beat && !compute) "; bandwidth-bound by the roofline rule" else ""),
+          applies = beat || compute)
+    }
+  }
+  for (i in seq_len(nrow(shapes))) {
+    sh <- shapes[i, ]
+    if (sh$name == "seed") next
+    g <- geometry(sh)
+    t1 <- med(suite_res[[paste(sh$name, "channels_last", 1)]])
+    t2 <- med(suite_res[[paste(sh$name, "channels_last", 2)]])
+    for (th in 1:2) {
+      t <- if (th == 1) t1 else t2; rf <- roofline(g$flops, g$bytes, th)
+      add("50 % of roofline", sh$name, th, t, 2 * rf$seconds,
+          paste0(bound_use(g, rf, t, th), if (floor_s / t > 0.05) paste0("; ", floor_share(t)) else ""))
+    }
+    # The best 2T speed-up this machine allows the shape: its roofline's own
+    # 2T / 1T ratio, applied to all but the R call floor.
+    cap <- roofline(g$flops, g$bytes, 1)$seconds / roofline(g$flops, g$bytes, 2)$seconds
+    attainable <- t1 / (floor_s + (t1 - floor_s) / cap)
+    add("2T >= 1.8x 1T", sh$name, 2, t1 / t2, 1.8,
+        sprintf("the roofline's 2T / 1T is %.2f; with the R call floor serial, %.2f at best", cap, attainable),
+        show = fmt2, higher_is_better = TRUE)
+  }
+  seed <- med(suite_res[["seed channels_last 1"]])
+  add("seed <= 25 µs", "seed", 1, seed, 25e-6, floor_share(seed))
+  for (i in seq_len(nrow(shapes))) {
+    sh <- shapes[i, ]
+    for (th in 1:2) {
+      tl <- med(suite_res[[paste(sh$name, "channels_last", th)]])
+      tf <- med(suite_res[[paste(sh$name, "channels_first", th)]])
+      add("channels_first <= 1.5x channels_last", sh$name, th, tf, 1.5 * tl,
+          sprintf("channels_last %s µs", fmt_us(tl)))
+    }
+  }
+  for (i in seq_len(nrow(mult_pairs))) {
+    for (format in c("channels_last", "channels_first")) {
+      t2 <- med(mult_res[[paste(mult_pairs$name[i], "M2", format)]])
+      t1 <- med(mult_res[[paste(mult_pairs$name[i], "M1", format)]])
+      add("M = 2 <= 1.5x M = 1, equal work", paste(mult_pairs$name[i], format), 1, t2, 1.5 * t1,
+          sprintf("M = 1 with 2C: %s µs", fmt_us(t1)))
+    }
+  }
+  df <- do.call(rbind, rows)
+  df <- df[order(match(df$target, unique(df$target))), ]
+  missed <- df[df$met == "**no**", ]
+  c("## Targets of the speed issue",
+    "",
+    sprintf(paste0("%d of %d rows met, %d missed, %d not applicable. `ours` and `needed` are µs, except for the ",
+                   "2T speed-up (a ratio); `margin` = needed / ours (>= 1 is met). The R call floor is the median ",
+                   "call of a built 1x1 layer on a 1 x 1 x 1 x 1 array: %s µs. Bounds and bandwidths are the ",
+                   "roofline's (bench/machine.csv). Missed rows:"),
+            sum(df$met == "yes"), nrow(df), nrow(missed), sum(df$met == "n/a"), fmt_us(floor_s)),
+    "",
+    if (nrow(missed)) md_table(missed) else "(none)",
+    "",
+    "<details><summary>All rows</summary>",
+    "",
+    md_table(df),
+    "",
+    "</details>",
+    "")
+}
+for (l in targets_section()) say(l)
+
 rows <- list()
 for (i in seq_len(nrow(shapes))) {
   sh <- shapes[i, ]; g <- geometry(sh); pr <- peers[peers$name == sh$name, ]
@@ -308,14 +430,16 @@ for (i in seq_len(nrow(shapes))) {
       shape = sh$name, T = th, `µs` = fmt_us(t), `mean µs` = fmt_us(mean(r$times)), spread = fmt(spread(r), 2),
       `GFLOP/s` = fmt(g$flops / t / 1e9), `GB/s` = fmt(g$bytes / t / 1e9),
       `roofline µs` = fmt_us(rf$seconds), bound = rf$bound, `% roofline` = fmt(100 * rf$seconds / t, 0),
-      `÷ torch f32` = fmt(t / torch, 2), `× best f64` = fmt(best64 / t, 1),
+      `÷ torch f32` = fmt(t / torch, 2), `÷ XNNPACK 1T` = fmt(t / (pr$xnnpack_1t * 1e-6), 2),
+      `× best f64` = fmt(best64 / t, 1),
       check.names = FALSE, stringsAsFactors = FALSE)
   }
 }
 say("## Suite, channels_last (the layout of the peers' NHWC numbers)")
 say("")
 say("`÷ torch f32`: our time / PyTorch float32 channels_last at the same thread count (< 1 = faster). ",
-    "`× best f64`: best float64 peer time / our time. `mean µs`: the mean of the same calls, which also ",
+    "`÷ XNNPACK 1T`: our time / XNNPACK's (TensorFlow.js WebAssembly backend, float32, one thread; ",
+    "it has no 2T number, so both rows divide by the same time). `× best f64`: best float64 peer time / our time. `mean µs`: the mean of the same calls, which also ",
     "carries the occasional call that maps fresh output memory or asks R for a collection so that dead ",
     "outputs' memory can be reused (see the vignette's section on threads and speed).")
 say("")
