@@ -62,6 +62,8 @@ struct FastPlan {
   index_t out_col = 0;     // N*OH
   index_t phase_len = 0;   // copy mode: N * rows per phase
   index_t pack_col = 0;    // copy mode: sh * phase_len
+  // copy mode: per phase, the rows [begin, end) that hold input rows
+  std::vector<index_t> phase_begin, phase_end;
   std::vector<index_t> off;  // kh row offsets into an (input or packed) column
   // Small planes (output columns of at most four vectors, eight with
   // 32 registers; row stride 1):

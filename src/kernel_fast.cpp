@@ -183,6 +183,16 @@ void make_fast_plan(const Problem& p, int threads, FastPlan& P) {
       const index_t rows_needed = (P.OH - 1) * P.sh + static_cast<index_t>(P.kh - 1) * P.dh + 1;
       P.phase_len = P.N * ceil_div(rows_needed, P.sh);
       P.pack_col = P.sh * P.phase_len;
+      // Row idx of phase ph holds input row ph + sh * idx - pt if that is in [0, H).
+      const index_t rows = ceil_div(rows_needed, P.sh);
+      P.phase_begin.resize(P.sh);
+      P.phase_end.resize(P.sh);
+      for (index_t ph = 0; ph < P.sh; ++ph) {
+        const index_t i0 = std::min(P.pt > ph ? ceil_div(P.pt - ph, P.sh) : 0, rows);
+        const index_t i1 = P.H + P.pt - ph > 0 ? ceil_div(P.H + P.pt - ph, P.sh) : 0;
+        P.phase_begin[ph] = i0;
+        P.phase_end[ph] = std::max(std::min(i1, rows), i0);
+      }
       for (int a = 0; a < P.kh; ++a)
         P.off[a] = (static_cast<index_t>(a) * P.dh % P.sh) * P.phase_len + P.N * (static_cast<index_t>(a) * P.dh / P.sh);
       P.valid_len = P.pack_col;

@@ -32,7 +32,8 @@ make_case <- function(dims, kh, kw, C, M, seed) {
 
 # Each row is a path: kernel size (3x3 / 5x5 tiles, general fallback),
 # strides and dilation (specialised pairs and others), depth multiplier,
-# batch, layout (channels_last in place / strided copy / small planes of
+# batch, layout (channels_last in place / strided copy, including input
+# rows that 'valid' leaves unread: cl_*_odd_valid / small planes of
 # one to eight vectors per column (five and more with 32 registers only),
 # masked at both ends: cl_tiny_*, cl_small_*, and one too narrow for its
 # padding; columns of 128 doubles and more, whose tiles prefetch the next
@@ -57,6 +58,8 @@ cl_3x3_s2_n1_even_same   last  1  28  12  3  3  3  2  2  1  1  1 same
 cl_3x3_s2_n1_odd_valid   last  1  27  11  2  3  3  2  2  1  1  1 valid
 cl_5x5_s2_n1_same        last  1  23  14  2  5  5  2  2  1  1  1 same
 cl_1x1_s2_n1             last  1  9   9   2  1  1  2  2  1  1  1 same
+cl_2x2_s2_n1_odd_valid   last  1  27  10  2  2  2  2  2  1  1  1 valid
+cl_4x4_s2_n1_odd_valid   last  1  5   9   2  4  4  2  1  1  1  1 valid
 cl_3x3_stride_cols2      last  1  13  21  2  3  3  1  2  1  1  1 valid
 cl_3x3_m2                last  4  12  12  3  3  3  1  1  1  1  2 valid
 cl_3x3_m3                last  1  11  9   2  3  3  1  1  1  1  3 same
