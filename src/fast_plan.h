@@ -60,7 +60,7 @@ struct FastPlan {
   bool copy_mode = false;  // row stride > 1
   index_t in_col = 0;      // N*H
   index_t out_col = 0;     // N*OH
-  index_t phase_len = 0;   // copy mode: N * rows per phase
+  index_t phase_len = 0;   // copy mode: N * rows per phase, rounded up to whole cache lines
   index_t pack_col = 0;    // copy mode: sh * phase_len
   // copy mode: per phase, the rows [begin, end) that hold input rows
   std::vector<index_t> phase_begin, phase_end;

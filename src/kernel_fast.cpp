@@ -173,7 +173,10 @@ void make_fast_plan(const Problem& p, int threads, FastPlan& P) {
   index_t outer = 0;
   double outer_work = 0;
   if (P.planar) {
-    P.jmax = (P.isa == Isa::avx512 && taps < 25) ? 8 : 4;
+    // Eight-column tiles only at row stride 1: in copy mode four columns
+    // run 5 % faster at 1 thread and 10 % at 2 (1 x 112 x 112 x 96, s2,
+    // harness, alternated runs: medians 218-223 against 242-259 us at 2T).
+    P.jmax = (P.isa == Isa::avx512 && taps < 25 && P.sh == 1) ? 8 : 4;
     P.in_col = P.N * P.H;
     P.out_col = P.N * P.OH;
     P.copy_mode = P.sh > 1;
@@ -181,7 +184,11 @@ void make_fast_plan(const Problem& p, int threads, FastPlan& P) {
     const index_t span_cols = static_cast<index_t>(P.jmax - 1) * P.sw + static_cast<index_t>(P.kw - 1) * P.dw + 1;
     if (P.copy_mode) {
       const index_t rows_needed = (P.OH - 1) * P.sh + static_cast<index_t>(P.kh - 1) * P.dh + 1;
-      P.phase_len = P.N * ceil_div(rows_needed, P.sh);
+      // Phases start on a cache line (the ring is aligned too), so that the
+      // taps a = 0 and 1 of a stride-2 3x3 load whole lines: 1 x 112 x 112
+      // x 96 s2, harness, 1T, min of 8 alternated runs 307 against 326 us
+      // at avx512, 272 against 293 at avx2.
+      P.phase_len = ceil_div(P.N * ceil_div(rows_needed, P.sh), 8) * 8;
       P.pack_col = P.sh * P.phase_len;
       // Row idx of phase ph holds input row ph + sh * idx - pt if that is in [0, H).
       const index_t rows = ceil_div(rows_needed, P.sh);
@@ -219,7 +226,7 @@ void make_fast_plan(const Problem& p, int threads, FastPlan& P) {
     need_zeros(P, std::max(P.in_col, P.pack_col) + wd);
     P.span_cols = span_cols;
     // ring tags, ring, column pointers, broadcast weight table
-    P.scratch_doubles = P.ring + P.ring * P.slot + span_cols + taps * wd + 8;
+    P.scratch_doubles = P.ring + P.ring * P.slot + span_cols + taps * wd + 16;  // + ring alignment
     // Small planes (FastPlan::small_plane): output columns of at most four
     // vectors, eight with 32 registers. The general tile's column loop
     // (masked single vectors at both ends) and its output pointers cost

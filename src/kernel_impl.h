@@ -488,10 +488,10 @@ DW_TARGET void pack_phase_column(const FastPlan& P, const double* src, double* d
   const index_t N = P.N, sh = P.sh, pt = P.pt;
   if (N == 1 && sh == 2) {
     // Deinterleave: input row r goes to phase (r + pt) & 1 at index
-    // (r + pt) >> 1. Rows from 2 * phase_len - pt on are never read ('valid'
-    // with an odd height and an even kernel leaves the last one), and
-    // would land in the next phase.
-    const index_t H = std::min(P.H, 2 * P.phase_len - pt);
+    // (r + pt) >> 1. Rows from 2 * phase_end[0] - pt on are never read
+    // ('valid' with an odd height and an even kernel leaves the last one),
+    // and could land in the next phase.
+    const index_t H = std::min(P.H, 2 * P.phase_end[0] - pt);
     double* ph[2] = {dst, dst + P.phase_len};
     index_t r = 0;
     if ((pt & 1) && r < H) {  // make r + pt even
@@ -522,11 +522,11 @@ DW_TARGET void pack_phase_column(const FastPlan& P, const double* src, double* d
 }
 
 DW_TARGET void zero_phase_padding(const FastPlan& P, double* dst) {
-  const index_t N = P.N, rows = P.phase_len / N;
+  const index_t N = P.N;
   for (index_t p = 0; p < P.sh; ++p) {
     double* d = dst + p * P.phase_len;
     std::fill(d, d + N * P.phase_begin[p], 0.0);
-    std::fill(d + N * P.phase_end[p], d + N * rows, 0.0);
+    std::fill(d + N * P.phase_end[p], d + P.phase_len, 0.0);
   }
 }
 
@@ -547,7 +547,7 @@ DW_TARGET void run_planar_unit(const FastPlan& P, index_t plane, index_t j0, ind
   // The ring of packed columns (copy mode), then the tile's column pointers.
   index_t* tags = reinterpret_cast<index_t*>(scratch);
   for (index_t r = 0; r < P.ring; ++r) tags[r] = -1;
-  double* ring = reinterpret_cast<double*>(tags + P.ring);
+  double* ring = reinterpret_cast<double*>((reinterpret_cast<std::uintptr_t>(tags + P.ring) + 63) & ~std::uintptr_t(63));
   for (index_t r = 0; r < P.ring; ++r) zero_phase_padding(P, ring + r * P.slot);
   const double** cols = reinterpret_cast<const double**>(ring + P.ring * P.slot);
   double* outs[8];
