@@ -408,15 +408,11 @@ DW_TARGET void small_plane_j(const std::uintptr_t* col, const index_t* off, cons
 
 // Output plane `plane`, columns [j0, j1), of a small plane.
 template <int KH, int KW, int DW, int VN>
-DW_TARGET void small_plane_columns(const FastPlan& P, index_t plane, index_t j0, index_t j1, double* scratch) {
+DW_TARGET void small_plane_columns(const FastPlan& P, index_t first, index_t last, double* scratch) {
+  // Units [first, last) are (plane, band of output columns). A plane's
+  // work is a few hundred FMAs, so what all planes share is set up once.
   const Geometry& g = P.p.geometry;
-  const index_t c = P.M == 1 ? plane : plane / P.M;
-  const index_t m = P.M == 1 ? 0 : plane % P.M;
-  const double* in_plane = P.p.input + c * g.in_stride.c;
-  double* out_plane = P.p.output + plane * g.out_stride.c;
-  const double* w = P.p.kernel + g.kernel_index(0, 0, c, m);
   double* wtab = scratch;
-  const reg bv = V::set1(P.p.bias ? P.p.bias[plane] : 0.0);
   const index_t L = P.out_col;
   const index_t* off = P.off.data();
   V::mask_t m0[KH], m1[KH];
@@ -431,50 +427,64 @@ DW_TARGET void small_plane_columns(const FastPlan& P, index_t plane, index_t j0,
   const std::uintptr_t in_col_bytes = sizeof(double) * static_cast<std::uintptr_t>(P.in_col);
   constexpr int jcap = small_plane_cols<VN>();
   std::uintptr_t col[(jcap - 1) + (KW - 1) * DW + 1];
-  for (index_t j = j0; j < j1;) {
-    const int J = static_cast<int>(std::min<index_t>(jcap, j1 - j));
-    const index_t S = (J - 1) + (KW - 1) * DW + 1;
-    for (index_t s = 0; s < S; ++s) {
-      const index_t x = j - P.pl + s;
-      col[s] = static_cast<std::size_t>(x) >= static_cast<std::size_t>(P.W)
-                   ? zero_col
-                   : reinterpret_cast<std::uintptr_t>(in_plane) + static_cast<std::uintptr_t>(x) * in_col_bytes;
+  index_t plane = first / P.bands, band = first % P.bands;
+  for (index_t u = first; u < last; ++u) {
+    const index_t c = P.M == 1 ? plane : plane / P.M;
+    const index_t m = P.M == 1 ? 0 : plane % P.M;
+    const double* in_plane = P.p.input + c * g.in_stride.c;
+    double* out_plane = P.p.output + plane * g.out_stride.c;
+    const double* w = P.p.kernel + g.kernel_index(0, 0, c, m);
+    const reg bv = V::set1(P.p.bias ? P.p.bias[plane] : 0.0);
+    const index_t j0 = band * P.band_cols, j1 = std::min(P.OW, j0 + P.band_cols);
+    for (index_t j = j0; j < j1;) {
+      const int J = static_cast<int>(std::min<index_t>(jcap, j1 - j));
+      const index_t S = (J - 1) + (KW - 1) * DW + 1;
+      for (index_t s = 0; s < S; ++s) {
+        const index_t x = j - P.pl + s;
+        col[s] = static_cast<std::size_t>(x) >= static_cast<std::size_t>(P.W)
+                     ? zero_col
+                     : reinterpret_cast<std::uintptr_t>(in_plane) + static_cast<std::uintptr_t>(x) * in_col_bytes;
+      }
+      double* out = out_plane + j * L;
+      if (P.out_prefetch) prefetch_output(out, J * L, J * L);
+      small_plane_j<KH, KW, DW, VN>(col, off, m0, m1, w, wtab, bv, out, L, P.fused_act, J);
+      if (P.span_act)
+        for (int k = 0; k < J; ++k) activate_span(P.p.activation, out + k * L, L);
+      j += J;
     }
-    double* out = out_plane + j * L;
-    if (P.out_prefetch) prefetch_output(out, J * L, J * L);
-    small_plane_j<KH, KW, DW, VN>(col, off, m0, m1, w, wtab, bv, out, L, P.fused_act, J);
-    if (P.span_act)
-      for (int k = 0; k < J; ++k) activate_span(P.p.activation, out + k * L, L);
-    j += J;
+    if (++band == P.bands) {
+      band = 0;
+      ++plane;
+    }
   }
 }
 
 template <int KH, int KW, int DW>
-DW_TARGET void small_plane_vn(const FastPlan& P, index_t plane, index_t j0, index_t j1, double* scratch) {
+DW_TARGET void small_plane_vn(const FastPlan& P, index_t first, index_t last, double* scratch) {
   switch (P.small_vn) {
-    case 1: return small_plane_columns<KH, KW, DW, 1>(P, plane, j0, j1, scratch);
-    case 2: return small_plane_columns<KH, KW, DW, 2>(P, plane, j0, j1, scratch);
-    case 3: return small_plane_columns<KH, KW, DW, 3>(P, plane, j0, j1, scratch);
-    case 4: return small_plane_columns<KH, KW, DW, 4>(P, plane, j0, j1, scratch);
+    case 1: return small_plane_columns<KH, KW, DW, 1>(P, first, last, scratch);
+    case 2: return small_plane_columns<KH, KW, DW, 2>(P, first, last, scratch);
+    case 3: return small_plane_columns<KH, KW, DW, 3>(P, first, last, scratch);
+    case 4: return small_plane_columns<KH, KW, DW, 4>(P, first, last, scratch);
     default: break;
   }
   if constexpr (V::registers >= 32) {
     switch (P.small_vn) {
-      case 5: return small_plane_columns<KH, KW, DW, 5>(P, plane, j0, j1, scratch);
-      case 6: return small_plane_columns<KH, KW, DW, 6>(P, plane, j0, j1, scratch);
-      case 7: return small_plane_columns<KH, KW, DW, 7>(P, plane, j0, j1, scratch);
-      default: return small_plane_columns<KH, KW, DW, 8>(P, plane, j0, j1, scratch);
+      case 5: return small_plane_columns<KH, KW, DW, 5>(P, first, last, scratch);
+      case 6: return small_plane_columns<KH, KW, DW, 6>(P, first, last, scratch);
+      case 7: return small_plane_columns<KH, KW, DW, 7>(P, first, last, scratch);
+      default: return small_plane_columns<KH, KW, DW, 8>(P, first, last, scratch);
     }
   }
 }
 
-DW_TARGET void run_small_plane_unit(const FastPlan& P, index_t plane, index_t j0, index_t j1, double* scratch) {
+DW_TARGET void run_small_plane_units(const FastPlan& P, index_t first, index_t last, double* scratch) {
   if (P.kh == 3) {
-    if (P.dw == 1) small_plane_vn<3, 3, 1>(P, plane, j0, j1, scratch);
-    else small_plane_vn<3, 3, 2>(P, plane, j0, j1, scratch);
+    if (P.dw == 1) small_plane_vn<3, 3, 1>(P, first, last, scratch);
+    else small_plane_vn<3, 3, 2>(P, first, last, scratch);
   } else {
-    if (P.dw == 1) small_plane_vn<5, 5, 1>(P, plane, j0, j1, scratch);
-    else small_plane_vn<5, 5, 2>(P, plane, j0, j1, scratch);
+    if (P.dw == 1) small_plane_vn<5, 5, 1>(P, first, last, scratch);
+    else small_plane_vn<5, 5, 2>(P, first, last, scratch);
   }
 }
 
@@ -1234,12 +1244,12 @@ DW_TARGET void run_cf_unit(const FastPlan& P, index_t tile, index_t g0, index_t 
 
 // Units [first, last), one after the other.
 DW_TARGET void run_unit_range(const FastPlan& P, index_t first, index_t last, double* scratch) {
+  if (P.small_plane) {
+    run_small_plane_units(P, first, last, scratch);
+    return;
+  }
   for (index_t u = first; u < last; ++u) {
-    if (P.small_plane) {
-      const index_t plane = u / P.bands, band = u % P.bands;
-      const index_t j0 = band * P.band_cols;
-      run_small_plane_unit(P, plane, j0, std::min(P.OW, j0 + P.band_cols), scratch);
-    } else if (P.planar) {
+    if (P.planar) {
       const index_t plane = u / P.bands, band = u % P.bands;
       const index_t j0 = band * P.band_cols;
       const index_t next_plane = u + 1 < last ? (u + 1) / P.bands : -1;
