@@ -318,7 +318,7 @@ target_row <- function(target, shape, threads, ours, needed, limit, applies = TR
   margin <- if (higher_is_better) ours / needed else needed / ours
   data.frame(target = target, shape = shape, T = threads, ours = show(ours), needed = show(needed),
              met = if (!applies) "n/a" else if (margin >= 1) "yes" else "**no**",
-             margin = fmt(margin, 2), `what limits it` = limit,
+             margin = fmt(floor(margin * 100) / 100, 2), `what limits it` = limit,  # a miss never shows 1.00
              check.names = FALSE, stringsAsFactors = FALSE)
 }
 bound_use <- function(g, rf, t, threads) {
@@ -329,7 +329,7 @@ bound_use <- function(g, rf, t, threads) {
     sprintf("%s: %.0f of %.0f GB/s", rf$bound, g$bytes / t / 1e9, g$bytes / rf$seconds / 1e9)
   }
 }
-floor_share <- function(t) sprintf("R call floor %s µs = %.0f %%", fmt_us(floor_s), 100 * floor_s / t)
+floor_share <- function(t) sprintf("R call floor %s µs (%.0f %% of ours)", fmt_us(floor_s), 100 * floor_s / t)
 targets_section <- function() {
   rows <- list()
   add <- function(...) rows[[length(rows) + 1]] <<- target_row(...)
@@ -340,7 +340,7 @@ targets_section <- function() {
       t <- med(suite_res[[paste(sh$name, "channels_last", th)]]); rf <- roofline(g$flops, g$bytes, th)
       need <- best64 / 10
       add("10x best f64", sh$name, th, t, need,
-          if (need < floor_s) paste("needs less than", floor_share(t)) else
+          if (need < floor_s) paste("needs less than the", floor_share(t)) else
             if (need < rf$seconds) sprintf("needs less than the roofline (%s µs)", fmt_us(rf$seconds)) else
               bound_use(g, rf, t, th))
     }
