@@ -406,11 +406,11 @@ DW_TARGET void small_plane_j(const std::uintptr_t* col, const index_t* off, cons
   }
 }
 
-// Output plane `plane`, columns [j0, j1), of a small plane.
+// Units [first, last), each (plane, band of output columns), of a
+// small-plane problem (FastPlan::small_plane). A plane's work is a few
+// hundred FMAs, so what all planes share is set up once per range.
 template <int KH, int KW, int DW, int VN>
 DW_TARGET void small_plane_columns(const FastPlan& P, index_t first, index_t last, double* scratch) {
-  // Units [first, last) are (plane, band of output columns). A plane's
-  // work is a few hundred FMAs, so what all planes share is set up once.
   const Geometry& g = P.p.geometry;
   double* wtab = scratch;
   const index_t L = P.out_col;
