@@ -188,10 +188,10 @@ void make_fast_plan(const Problem& p, int threads, FastPlan& P) {
       // taps a = 0 and 1 of a stride-2 3x3 load whole lines: 1 x 112 x 112
       // x 96 s2, harness, 1T, min of 8 alternated runs 307 against 326 us
       // at avx512, 272 against 293 at avx2.
-      P.phase_len = ceil_div(P.N * ceil_div(rows_needed, P.sh), 8) * 8;
+      const index_t rows = ceil_div(rows_needed, P.sh);  // per phase
+      P.phase_len = ceil_div(P.N * rows, 8) * 8;
       P.pack_col = P.sh * P.phase_len;
       // Row idx of phase ph holds input row ph + sh * idx - pt if that is in [0, H).
-      const index_t rows = ceil_div(rows_needed, P.sh);
       P.phase_begin.resize(P.sh);
       P.phase_end.resize(P.sh);
       for (index_t ph = 0; ph < P.sh; ++ph) {

@@ -106,10 +106,6 @@ DW_TARGET inline void prefetch_lines(const double* p, index_t from, index_t doub
   for (std::uintptr_t a = start; a < end; a += 64) __builtin_prefetch(reinterpret_cast<const void*>(a), WRITE, 3);
 }
 
-DW_TARGET inline void prefetch_output(const double* p, index_t from, index_t doubles) {
-  prefetch_lines<true>(p, from, doubles);
-}
-
 // Broadcast weight vectors for a planar tile, q = a * KW + b, from the
 // Keras order (tap (a, b) at a + KH * b); also written to wtab when they
 // do not stay in registers (RESIDENT false).
@@ -406,12 +402,28 @@ DW_TARGET void small_plane_j(const std::uintptr_t* col, const index_t* off, cons
   }
 }
 
+// Output plane `plane` (c * M + m) of a channels_last problem: where its
+// input channel, output, weights (tap (a, b) at a + kh * b) and bias are.
+struct PlaneRefs {
+  const double* in;
+  double* out;
+  const double* w;
+  double bias;
+};
+
+DW_TARGET inline PlaneRefs plane_refs(const FastPlan& P, index_t plane) {
+  const Geometry& g = P.p.geometry;
+  const index_t c = P.M == 1 ? plane : plane / P.M;
+  const index_t m = P.M == 1 ? 0 : plane % P.M;
+  return {P.p.input + c * g.in_stride.c, P.p.output + plane * g.out_stride.c,
+          P.p.kernel + g.kernel_index(0, 0, c, m), P.p.bias ? P.p.bias[plane] : 0.0};
+}
+
 // Units [first, last), each (plane, band of output columns), of a
 // small-plane problem (FastPlan::small_plane). A plane's work is a few
 // hundred FMAs, so what all planes share is set up once per range.
 template <int KH, int KW, int DW, int VN>
 DW_TARGET void small_plane_columns(const FastPlan& P, index_t first, index_t last, double* scratch) {
-  const Geometry& g = P.p.geometry;
   double* wtab = scratch;
   const index_t L = P.out_col;
   const index_t* off = P.off.data();
@@ -429,12 +441,11 @@ DW_TARGET void small_plane_columns(const FastPlan& P, index_t first, index_t las
   std::uintptr_t col[(jcap - 1) + (KW - 1) * DW + 1];
   index_t plane = first / P.bands, band = first % P.bands;
   for (index_t u = first; u < last; ++u) {
-    const index_t c = P.M == 1 ? plane : plane / P.M;
-    const index_t m = P.M == 1 ? 0 : plane % P.M;
-    const double* in_plane = P.p.input + c * g.in_stride.c;
-    double* out_plane = P.p.output + plane * g.out_stride.c;
-    const double* w = P.p.kernel + g.kernel_index(0, 0, c, m);
-    const reg bv = V::set1(P.p.bias ? P.p.bias[plane] : 0.0);
+    const PlaneRefs pr = plane_refs(P, plane);
+    const double* in_plane = pr.in;
+    double* out_plane = pr.out;
+    const double* w = pr.w;
+    const reg bv = V::set1(pr.bias);
     const index_t j0 = band * P.band_cols, j1 = std::min(P.OW, j0 + P.band_cols);
     for (index_t j = j0; j < j1;) {
       const int J = static_cast<int>(std::min<index_t>(jcap, j1 - j));
@@ -446,7 +457,7 @@ DW_TARGET void small_plane_columns(const FastPlan& P, index_t first, index_t las
                      : reinterpret_cast<std::uintptr_t>(in_plane) + static_cast<std::uintptr_t>(x) * in_col_bytes;
       }
       double* out = out_plane + j * L;
-      if (P.out_prefetch) prefetch_output(out, J * L, J * L);
+      if (P.out_prefetch) prefetch_lines<true>(out, J * L, J * L);
       small_plane_j<KH, KW, DW, VN>(col, off, m0, m1, w, wtab, bv, out, L, P.fused_act, J);
       if (P.span_act)
         for (int k = 0; k < J; ++k) activate_span(P.p.activation, out + k * L, L);
@@ -547,11 +558,9 @@ DW_TARGET void zero_phase_padding(const FastPlan& P, double* dst) {
 // first columns the last tile prefetches (FastPlan::in_prefetch).
 DW_TARGET void run_planar_unit(const FastPlan& P, index_t plane, index_t j0, index_t j1, index_t next_plane,
                                index_t next_j0, double* scratch) {
-  const Geometry& g = P.p.geometry;
-  const index_t c = P.M == 1 ? plane : plane / P.M;
-  const index_t m = P.M == 1 ? 0 : plane % P.M;
-  const double* in_plane = P.p.input + c * g.in_stride.c;
-  double* out_plane = P.p.output + plane * g.out_stride.c;
+  const PlaneRefs pr = plane_refs(P, plane);
+  const double* in_plane = pr.in;
+  double* out_plane = pr.out;
   const int kh = P.kh, kw = P.kw, sw = P.sw, dw = P.dw;
 
   // The ring of packed columns (copy mode), then the tile's column pointers.
@@ -567,9 +576,9 @@ DW_TARGET void run_planar_unit(const FastPlan& P, index_t plane, index_t j0, ind
   t.cols = cols;
   t.outs = outs;
   t.off = P.off.data();
-  t.w = P.p.kernel + g.kernel_index(0, 0, c, m);  // tap (a, b) at a + kh * b
+  t.w = pr.w;
   t.wtab = reinterpret_cast<double*>(cols + P.span_cols);
-  t.bias = P.p.bias ? P.p.bias[plane] : 0.0;
+  t.bias = pr.bias;
   t.L = P.out_col;
   t.valid = P.valid_len;
   t.fb = P.fast_begin;
@@ -598,7 +607,7 @@ DW_TARGET void run_planar_unit(const FastPlan& P, index_t plane, index_t j0, ind
       index_t nj = j + J, nJ = std::min<index_t>(P.jmax, j1 - nj), nx0 = x0 + S;
       bool any = nj < j1;
       if (!any && next_plane >= 0) {  // the next unit's first tile, unless it reads this plane
-        next_in = P.p.input + (P.M == 1 ? next_plane : next_plane / P.M) * g.in_stride.c;
+        next_in = plane_refs(P, next_plane).in;
         any = next_in != in_plane;
         nj = next_j0;
         nJ = P.jmax;
@@ -625,7 +634,7 @@ DW_TARGET void run_planar_unit(const FastPlan& P, index_t plane, index_t j0, ind
       }
     }
     for (int k = 0; k < J; ++k) outs[k] = out_plane + (j + k) * P.out_col;
-    if (P.out_prefetch) prefetch_output(outs[0], J * P.out_col, J * P.out_col);
+    if (P.out_prefetch) prefetch_lines<true>(outs[0], J * P.out_col, J * P.out_col);
     if (special) planar_dispatch(t, J, sw); else planar_tile_general(t);
     if (P.span_act)
       for (int k = 0; k < J; ++k) activate_span(P.p.activation, outs[k], P.out_col);
@@ -831,7 +840,7 @@ DW_TARGET inline void cf_direct_step(const double* const* col, const index_t* ro
 template <int J, int GV>
 DW_TARGET inline void cf_prefetch_next_rows(const double* o, index_t os) {
   DW_UNROLL
-  for (int k = J; k < 2 * J; ++k) prefetch_output(o, k * os, GV * WD);
+  for (int k = J; k < 2 * J; ++k) prefetch_lines<true>(o, k * os, GV * WD);
 }
 
 // J output pixels down a column. The tile's input rows [rlo, rhi) hold
@@ -868,7 +877,7 @@ DW_TARGET void cf_direct_tile(const CfDirect& d, const double* const* colbase, i
   // (Its own loop: the same through cf_prefetch_next_rows() with a
   // runtime lane count ran cf 1 x 56 x 56 x 144 at 337-348 us against 297-307.)
   if (burst)
-    for (int k = J; k < 2 * J; ++k) prefetch_output(out, k * os, d.groups * WD);
+    for (int k = J; k < 2 * J; ++k) prefetch_lines<true>(out, k * os, d.groups * WD);
   const bool step_prefetch = d.out_prefetch && !burst;
   index_t g = 0;
   if (d.affine) {
