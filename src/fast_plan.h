@@ -86,6 +86,11 @@ struct FastPlan {
   // Tiles prefetch the input columns the next tile starts reading (see
   // make_fast_plan() for where that pays).
   bool in_prefetch = false;
+  // Cold outputs: the full steps of the tiles store whole, aligned cache
+  // lines with non-temporal stores (no read of the lines before they are
+  // written); the other steps store as usual. Every output column starts
+  // on a line (an aligned output, columns a multiple of 8 doubles).
+  bool out_stream = false;
 
   // channels_first
   index_t P_in = 0, P_out = 0, lanes_groups = 0;

@@ -269,6 +269,20 @@ void make_fast_plan(const Problem& p, int threads, FastPlan& P) {
     // Up to 8 KB of prefetches per tile: a burst of 16 KB (4 x 64 x 64 x 64)
     // held up the tile's own loads, 25 % slower.
     P.out_prefetch = cold_output && static_cast<double>(P.jmax) * P.out_col * sizeof(double) <= 8192;
+    // Non-temporal stores (FastPlan::out_stream) where the output's read
+    // for ownership is a large share of the traffic: 3x3 and smaller
+    // kernels, output columns of at least 12 whole lines. Harness, cold
+    // outputs, alternated runs, medians, 1 / 2 threads, us:
+    //   4 x 32 x 32 x 64 'valid', M 2 (mult2): 334-351 -> 189-229 / 184-187 -> 101-110
+    //   4 x 64 x 64 x 64 dilation 2: 548-831 -> 514-748 / 470-520 -> 374-418
+    //   1 x 512 x 512 x 32: 8,150-8,340 -> 6,490-7,500 / 3,810-4,290 -> 3,500-3,740
+    //   32 x 56 x 56 x 144: 10,260-10,770 -> 8,110-9,520 / 7,590-8,170 -> 5,790-6,560
+    //   1 x 96 x 96 x 64: 363-397 -> 345-390 / 200-209 -> 186-196
+    // Not below that: 1 x 64 x 64 x 64 went 132-139 -> 176-188 (1 thread);
+    // nor for 5x5: 8 x 28 x 28 x 240 went 2,050-2,330 -> 2,360-2,580.
+    P.out_stream = cold_output && P.isa != Isa::base && !P.span_act && taps <= 9 && P.out_col % 8 == 0 &&
+                   P.out_col >= 96 && reinterpret_cast<std::uintptr_t>(p.output) % 64 == 0;
+    if (P.out_stream) P.out_prefetch = false;  // no read of the lines at all
     outer = g.out_channels();
     outer_work = static_cast<double>(P.out_col) * P.OW * taps;
   } else {

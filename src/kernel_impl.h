@@ -69,6 +69,7 @@ struct PlanarTile {
   index_t valid;              // input columns hold data at [0, valid)
   index_t fb, fe;             // [fb, fe): every tap of a full vector is inside
   bool whole;                 // FastPlan::whole_vectors
+  bool stream;                // FastPlan::out_stream
   // Input columns the next tile reads first (next_n of them, next_len
   // doubles each): the full steps prefetch them, a slice per step, so that
   // the next tile's first loads do not wait on memory.
@@ -106,6 +107,15 @@ DW_TARGET inline void prefetch_lines(const double* p, index_t from, index_t doub
   for (std::uintptr_t a = start; a < end; a += 64) __builtin_prefetch(reinterpret_cast<const void*>(a), WRITE, 3);
 }
 
+// The next slice (step doubles from pf on) of the next tile's input
+// columns (PlanarTile::next), until pf reaches end.
+DW_TARGET inline void prefetch_next_slice(const PlanarTile& t, index_t& pf, index_t end, index_t step) {
+  if (pf < end) {
+    for (int k = 0; k < t.next_n; ++k) prefetch_lines<false>(t.next[k], pf, step);
+    pf += step;
+  }
+}
+
 // Broadcast weight vectors for a planar tile, q = a * KW + b, from the
 // Keras order (tap (a, b) at a + KH * b); also written to wtab when they
 // do not stay in registers (RESIDENT false).
@@ -135,7 +145,7 @@ enum PlanarLoad : int {
 // zeros for the vectors that lie in padding, so the column's ends run as
 // full steps too. Per accumulator the taps come in the order a, then b,
 // whatever the step.
-template <int KH, int KW, int J, int SW, int DW, int VN, bool RESIDENT, int LOAD>
+template <int KH, int KW, int J, int SW, int DW, int VN, bool RESIDENT, int LOAD, bool STREAM = false>
 DW_TARGET inline void planar_iter(const double* const* col, double* const* out, const index_t* off,
                                   const reg* wres, const double* wtab, reg bv, index_t e, int act,
                                   index_t valid = 0, index_t n = WD) {
@@ -173,6 +183,7 @@ DW_TARGET inline void planar_iter(const double* const* col, double* const* out, 
     DW_UNROLL
     for (int k = 0; k < J; ++k) {
       if constexpr (LOAD == planar_masked) V::store_lanes(out[k] + e, finish(acc[h][k], act), n);
+      else if constexpr (STREAM) V::stream(out[k] + e + h * WD, finish(acc[h][k], act));
       else V::store(out[k] + e + h * WD, finish(acc[h][k], act));
     }
 }
@@ -212,12 +223,21 @@ DW_TARGET void planar_tile(const PlanarTile& t) {
   index_t e = 0;
   while (e < L) {
     if (e >= fb && e + WD <= fe) {
+      // Whole lines only, from the first line boundary on. (The plan
+      // streams only 3x3 and smaller kernels.)
+      if constexpr (KH * KW <= 9) {
+        if (t.stream) {
+          for (; e % 8 != 0 && e + WD <= fe; e += WD)
+            planar_iter<KH, KW, J, SW, DW, 1, resident, planar_full>(col, out, off, wres, wtab, bv, e, act);
+          for (; e + VN * WD <= fe; e += VN * WD) {
+            planar_iter<KH, KW, J, SW, DW, VN, resident, planar_full, true>(col, out, off, wres, wtab, bv, e, act);
+            prefetch_next_slice(t, pf, pf_end, pf_step);
+          }
+        }
+      }
       for (; e + VN * WD <= fe; e += VN * WD) {
         planar_iter<KH, KW, J, SW, DW, VN, resident, planar_full>(col, out, off, wres, wtab, bv, e, act);
-        if (pf < pf_end) {
-          for (int k = 0; k < t.next_n; ++k) prefetch_lines<false>(t.next[k], pf, pf_step);
-          pf += pf_step;
-        }
+        prefetch_next_slice(t, pf, pf_end, pf_step);
       }
       for (; e + WD <= fe; e += WD)
         planar_iter<KH, KW, J, SW, DW, 1, resident, planar_full>(col, out, off, wres, wtab, bv, e, act);
@@ -584,6 +604,7 @@ DW_TARGET void run_planar_unit(const FastPlan& P, index_t plane, index_t j0, ind
   t.fb = P.fast_begin;
   t.fe = P.fast_end;
   t.whole = P.whole_vectors;
+  t.stream = P.out_stream;
   t.act = P.fused_act;
   t.kh = kh;
   t.kw = kw;
@@ -1292,7 +1313,7 @@ DW_TARGET void run_units(const FastPlan& P, index_t first, index_t last, double*
   run_unit_range(P, first, last, scratch);
   // Non-temporal stores are weakly ordered: make them visible before the
   // pool reports these units done.
-  if (P.cf_stream) V::fence();
+  if (P.cf_stream || P.out_stream) V::fence();
 }
 
 // x * 0 is 0 for a finite x and NaN for Inf or NaN, and a NaN stays in the

@@ -38,7 +38,9 @@ make_case <- function(dims, kh, kw, C, M, seed) {
 # masked at both ends: cl_tiny_*, cl_small_*, and one too narrow for its
 # padding; columns of 128 doubles and more, whose tiles prefetch the next
 # columns, with batches of whole vectors, whose column ends run as whole
-# steps: cl_*_long; channels_first
+# steps: cl_*_long; outputs of 128 KB and more with line-aligned columns
+# of 96 doubles and more, stored non-temporally from the first whole line:
+# cl_*_stream; channels_first
 # direct with affine, mapped or permuted lanes, narrower than a vector or
 # not, or packed; tiles over border rows, whose padding rows are skipped,
 # up to tiles with padding at both ends), partial vectors and tiny outputs.
@@ -91,6 +93,9 @@ cl_5x5_batch4_long       last  4  40  13  2  5  5  1  1  1  1  1 same
 cl_3x3_batch8_dil2_long  last  8  20  11  2  3  3  1  1  2  2  1 same
 cl_5x5_cols2_long        last  2  70  20  2  5  5  1  2  1  1  1 same
 cl_5x5_m2_batch4_long    last  4  33  9   2  5  5  1  1  1  1  2 same
+cl_3x3_stream_valid_m2   last  2  50  10  12 3  3  1  1  1  1  2 valid
+cl_3x3_stream_n1_same    last  1  104 9   20 3  3  1  1  1  1  1 same
+cl_3x3_stream_dil2       last  4  30  12  16 3  3  1  1  2  2  1 same
 cf_3x3_direct            first 1  13  12  70 3  3  1  1  1  1  1 same
 cf_3x3_direct_tail       first 1  9   11  66 3  3  1  1  1  1  1 same
 cf_3x3_small_block       first 4  10  10  12 3  3  1  1  1  1  1 valid
@@ -162,7 +167,8 @@ test_that("the reference kernel agrees with the plain-R formula on the path case
 })
 
 test_that("results are identical at 1, 2, 3 and 4 threads on every layout", {
-  for (name in c("cl_3x3_same", "cl_3x3_stride2", "cl_5x5_same", "cl_small_wide", "cf_3x3_direct", "cf_5x5_dil2",
+  for (name in c("cl_3x3_same", "cl_3x3_stride2", "cl_5x5_same", "cl_small_wide", "cl_3x3_stream_n1_same",
+                 "cf_3x3_direct", "cf_5x5_dil2",
                  "cf_3x3_m2_mapped", "cf_3x3_m2_permuted_tail", "cf_5x5_m2_batch8_offset", "cf_packed_large_image",
                  "cl_general_7x7")) {
     row <- path_cases[path_cases$name == name, ]
