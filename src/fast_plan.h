@@ -89,8 +89,12 @@ struct FastPlan {
   // Cold outputs: the full steps of the tiles store whole, aligned cache
   // lines with non-temporal stores (no read of the lines before they are
   // written); the other steps store as usual. Every output column starts
-  // on a line (an aligned output, columns a multiple of 8 doubles).
+  // on a line (an aligned output, columns a multiple of 8 doubles). The
+  // other steps' lines lie in [0, stream_head) and [stream_tail, out_col)
+  // of a column, give or take a whole step at the ends; a tile prefetches
+  // those of the next tile for writing.
   bool out_stream = false;
+  index_t stream_head = 0, stream_tail = 0;
 
   // channels_first
   index_t P_in = 0, P_out = 0, lanes_groups = 0;

@@ -282,7 +282,15 @@ void make_fast_plan(const Problem& p, int threads, FastPlan& P) {
     // nor for 5x5: 8 x 28 x 28 x 240 went 2,050-2,330 -> 2,360-2,580.
     P.out_stream = cold_output && P.isa != Isa::base && !P.span_act && taps <= 9 && P.out_col % 8 == 0 &&
                    P.out_col >= 96 && reinterpret_cast<std::uintptr_t>(p.output) % 64 == 0;
-    if (P.out_stream) P.out_prefetch = false;  // no read of the lines at all
+    if (P.out_stream) {
+      // Full steps start at the first vector from fast_begin on, stream from
+      // the first line boundary on, and stop within 16 doubles of fast_end.
+      // Prefetching the lines outside for writing: 4 x 64 x 64 x 64
+      // dilation 2, 1 thread, 575-1,110 -> 420-750 us.
+      P.out_prefetch = false;
+      P.stream_head = std::min(P.out_col, ceil_div(ceil_div(P.fast_begin, wd) * wd, 8) * 8);
+      P.stream_tail = std::max(P.stream_head, (P.fast_end - 16) / 8 * 8);
+    }
     outer = g.out_channels();
     outer_work = static_cast<double>(P.out_col) * P.OW * taps;
   } else {

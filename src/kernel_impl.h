@@ -656,6 +656,11 @@ DW_TARGET void run_planar_unit(const FastPlan& P, index_t plane, index_t j0, ind
     }
     for (int k = 0; k < J; ++k) outs[k] = out_plane + (j + k) * P.out_col;
     if (P.out_prefetch) prefetch_lines<true>(outs[0], J * P.out_col, J * P.out_col);
+    if (P.out_stream)  // the lines of the next tile's columns that take ordinary stores
+      for (int k = J; k < 2 * J; ++k) {
+        prefetch_lines<true>(outs[0], k * P.out_col, P.stream_head);
+        prefetch_lines<true>(outs[0], k * P.out_col + P.stream_tail, P.out_col - P.stream_tail);
+      }
     if (special) planar_dispatch(t, J, sw); else planar_tile_general(t);
     if (P.span_act)
       for (int k = 0; k < J; ++k) activate_span(P.p.activation, outs[k], P.out_col);
