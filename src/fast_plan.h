@@ -117,10 +117,10 @@ struct FastPlan {
   // for inputs beyond the last-level cache, where the short runs of a lane
   // chunk leave the hardware prefetchers behind.
   bool cf_prefetch = false;
-  // Direct, affine, output beyond the last-level cache: whole-vector groups
-  // store with non-temporal stores (no read of the cold output lines before
-  // they are written). Only when every such store is vector-aligned and a
-  // step's groups fill whole cache lines.
+  // Direct, affine, a cold output (or an input beyond the last-level
+  // cache): whole-vector groups store with non-temporal stores (no read of
+  // the cold output lines before they are written). Only when every such
+  // store is vector-aligned and a step's groups fill whole cache lines.
   bool cf_stream = false;
 
   // both

@@ -416,15 +416,25 @@ void make_fast_plan(const Problem& p, int threads, FastPlan& P) {
       P.chunk_groups = std::min(P.chunk_groups, P.lanes_groups);
       P.chunks = ceil_div(P.lanes_groups, P.chunk_groups);
       P.chunk_groups = ceil_div(P.lanes_groups, P.chunks);
-      // Non-temporal output stores beyond the cache (see FastPlan::cf_stream).
-      // Harness, cold outputs, 1 thread, alternated runs: 32 x 56 x 56 x 144
-      // 17.3-18.1 -> 13.0-13.8 ms (2 threads 13.9-17.2 -> 12.3-13.6);
-      // 1 x 512 x 512 x 32 9.2-10.0 -> 7.0-7.9 ms. A step's groups (an even
-      // number: 8 doubles, one line) then start on a cache line if the
-      // output, the pixel block and each chunk do.
+      // Non-temporal output stores into cold outputs and beyond the cache
+      // (see FastPlan::cf_stream). Harness, cold outputs, 1 thread,
+      // alternated runs: 32 x 56 x 56 x 144 17.3-18.1 -> 13.0-13.8 ms
+      // (2 threads 13.9-17.2 -> 12.3-13.6); 1 x 512 x 512 x 32 9.2-10.0 ->
+      // 7.0-7.9 ms. Session 13, medians, 1 / 2 threads, us:
+      //   1 x 56 x 56 x 144: 302-318 -> 238-247 / 172-297 -> 123-235
+      //   1 x 28 x 28 x 192: 108-136 -> 81-86 / 71-83 -> 50-57
+      //   1 x 14 x 14 x 576: 85-88 -> 65-66 / 51-56 -> 37-42
+      //   1 x 7 x 7 x 960: 33-42 -> 28-34 / 22-24 -> 18-19
+      //   1 x 112 x 112 x 96, strides 2: 274-326 -> 241-282 / 157-201 -> 133-191
+      //   8 x 28 x 28 x 240, 5x5: 2,450-3,060 -> 2,230-2,250 / 1,310-1,380 -> 1,230-1,320
+      //   4 x 64 x 64 x 64, dilation 2: 1,190-1,310 -> 990-1,020 / 510-810 -> 430-700
+      // A step's groups (an even number: 8 doubles, one line) then start on
+      // a cache line if the output, the pixel block and each chunk do. (An
+      // activation applied per span reads the lines back: cold outputs with
+      // one keep ordinary stores.)
       const bool whole_lines = wd == 4 && P.M == 1 && P.P_out % 8 == 0 &&
                                reinterpret_cast<std::uintptr_t>(p.output) % 64 == 0;
-      if (beyond_cache && whole_lines) {
+      if ((beyond_cache || (cold_output && !P.span_act)) && whole_lines) {
         // lanes_groups = P_out / 4 is even, so an odd chunk is below it.
         if (P.chunk_groups % 2 != 0) {
           P.chunk_groups += 1;
