@@ -36,6 +36,11 @@ enum class Isa : int { base = 0, avx2 = 1, avx512 = 2 };
 
 // Kernel shapes with compile-time tiles (others run the general kernels).
 constexpr bool tiled_kernel_shape(int kh, int kw) { return (kh == 3 && kw == 3) || (kh == 5 && kw == 5); }
+// channels_last: those with a column stride and dilation pair that has
+// compile-time tiles too (the others run the general planar kernel).
+constexpr bool planar_tiled_shape(int kh, int kw, int sw, int dw) {
+  return tiled_kernel_shape(kh, kw) && ((sw == 1 && (dw == 1 || dw == 2)) || (sw == 2 && dw == 1));
+}
 
 // Best instruction set this CPU supports (and this build can use).
 Isa detected_isa();
@@ -120,7 +125,8 @@ struct FastPlan {
   // Direct, affine, a cold output (or an input beyond the last-level
   // cache): whole-vector groups store with non-temporal stores (no read of
   // the cold output lines before they are written). Only when every such
-  // store is vector-aligned and a step's groups fill whole cache lines.
+  // store is vector-aligned and a step's groups fill whole cache lines
+  // (but for 3-row tiles at avx512: 2.5 lines a step).
   bool cf_stream = false;
 
   // both

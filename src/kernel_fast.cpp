@@ -165,6 +165,11 @@ void make_fast_plan(const Problem& p, int threads, FastPlan& P) {
     case Activation::relu6: P.fused_act = 2; break;
     default: P.span_act = true;
   }
+  // Activations that read the whole output back after the kernels (per
+  // span, or softmax over the last axis): no non-temporal stores then,
+  // which would send the lines to memory just before they are read.
+  const bool reads_output_back = P.span_act || p.activation == Activation::softmax ||
+                                 p.activation == Activation::log_softmax;
 
   const index_t taps = static_cast<index_t>(P.kh) * P.kw;
   const int wd = P.width;
@@ -270,8 +275,9 @@ void make_fast_plan(const Problem& p, int threads, FastPlan& P) {
     // held up the tile's own loads, 25 % slower.
     P.out_prefetch = cold_output && static_cast<double>(P.jmax) * P.out_col * sizeof(double) <= 8192;
     // Non-temporal stores (FastPlan::out_stream) where the output's read
-    // for ownership is a large share of the traffic: 3x3 and smaller
-    // kernels, output columns of at least 12 whole lines. Harness, cold
+    // for ownership is a large share of the traffic: the 3x3 tiles (the
+    // general kernel does not stream), output columns of at least 12
+    // whole lines. Harness, cold
     // outputs, alternated runs, medians, 1 / 2 threads, us:
     //   4 x 32 x 32 x 64 'valid', M 2 (mult2): 334-351 -> 189-229 / 184-187 -> 101-110
     //   4 x 64 x 64 x 64 dilation 2: 548-831 -> 514-748 / 470-520 -> 374-418
@@ -280,7 +286,8 @@ void make_fast_plan(const Problem& p, int threads, FastPlan& P) {
     //   1 x 96 x 96 x 64: 363-397 -> 345-390 / 200-209 -> 186-196
     // Not below that: 1 x 64 x 64 x 64 went 132-139 -> 176-188 (1 thread);
     // nor for 5x5: 8 x 28 x 28 x 240 went 2,050-2,330 -> 2,360-2,580.
-    P.out_stream = cold_output && P.isa != Isa::base && !P.span_act && taps <= 9 && P.out_col % 8 == 0 &&
+    P.out_stream = cold_output && P.isa != Isa::base && !reads_output_back && taps <= 9 &&
+                   planar_tiled_shape(P.kh, P.kw, P.sw, P.dw) && P.out_col % 8 == 0 &&
                    P.out_col >= 96 && reinterpret_cast<std::uintptr_t>(p.output) % 64 == 0;
     if (P.out_stream) {
       // Full steps start at the first vector from fast_begin on, stream from
@@ -426,15 +433,15 @@ void make_fast_plan(const Problem& p, int threads, FastPlan& P) {
       //   1 x 14 x 14 x 576: 85-88 -> 65-66 / 51-56 -> 37-42
       //   1 x 7 x 7 x 960: 33-42 -> 28-34 / 22-24 -> 18-19
       //   1 x 112 x 112 x 96, strides 2: 274-326 -> 241-282 / 157-201 -> 133-191
-      //   8 x 28 x 28 x 240, 5x5: 2,450-3,060 -> 2,230-2,250 / 1,310-1,380 -> 1,230-1,320
+      //   8 x 28 x 28 x 240, 5x5: 2,450-3,060 -> 2,230-2,250 / 1,310-1,380 -> 1,230-1,320 (and one 2,250)
       //   4 x 64 x 64 x 64, dilation 2: 1,190-1,310 -> 990-1,020 / 510-810 -> 430-700
-      // A step's groups (an even number: 8 doubles, one line) then start on
-      // a cache line if the output, the pixel block and each chunk do. (An
-      // activation applied per span reads the lines back: cold outputs with
-      // one keep ordinary stores.)
+      // A step's groups (an even number but for 3-row tiles at avx512,
+      // whose steps are 5 groups, 2.5 lines) then start on a cache line if
+      // the output, the pixel block and each chunk do. (Cold outputs whose
+      // activation reads them back keep ordinary stores.)
       const bool whole_lines = wd == 4 && P.M == 1 && P.P_out % 8 == 0 &&
                                reinterpret_cast<std::uintptr_t>(p.output) % 64 == 0;
-      if ((beyond_cache || (cold_output && !P.span_act)) && whole_lines) {
+      if ((beyond_cache || (cold_output && !reads_output_back)) && whole_lines) {
         // lanes_groups = P_out / 4 is even, so an odd chunk is below it.
         if (P.chunk_groups % 2 != 0) {
           P.chunk_groups += 1;

@@ -224,7 +224,7 @@ DW_TARGET void planar_tile(const PlanarTile& t) {
   while (e < L) {
     if (e >= fb && e + WD <= fe) {
       // Whole lines only, from the first line boundary on. (The plan
-      // streams only 3x3 and smaller kernels.)
+      // streams only the 3x3 tiles.)
       if constexpr (KH * KW <= 9) {
         if (t.stream) {
           for (; e % 8 != 0 && e + WD <= fe; e += WD)
@@ -311,12 +311,6 @@ DW_TARGET void planar_dispatch_j(const PlanarTile& t, int J) {
     }
   }
   planar_tile<KH, KW, 4, SW, DW>(t);  // not reached: jmax is 4 with 16 registers
-}
-
-// Kernel shapes with a specialised tile; everything else is general.
-DW_TARGET bool planar_special(int kh, int kw, int sw, int dw) {
-  if (!tiled_kernel_shape(kh, kw)) return false;
-  return (sw == 1 && dw == 1) || (sw == 1 && dw == 2) || (sw == 2 && dw == 1);
 }
 
 DW_TARGET void planar_dispatch(const PlanarTile& t, int J, int sw) {
@@ -591,7 +585,7 @@ DW_TARGET void run_planar_unit(const FastPlan& P, index_t plane, index_t j0, ind
   const double** cols = reinterpret_cast<const double**>(ring + P.ring * P.slot);
   double* outs[8];
 
-  const bool special = planar_special(kh, kw, sw, dw);
+  const bool special = planar_tiled_shape(kh, kw, sw, dw);
   PlanarTile t;
   t.cols = cols;
   t.outs = outs;

@@ -97,6 +97,8 @@ cl_5x5_m2_batch4_long    last  4  33  9   2  5  5  1  1  1  1  2 same
 cl_3x3_stream_valid_m2   last  2  50  10  12 3  3  1  1  1  1  2 valid
 cl_3x3_stream_n1_same    last  1  104 9   20 3  3  1  1  1  1  1 same
 cl_3x3_stream_dil2       last  4  30  12  16 3  3  1  1  2  2  1 same
+cl_3x3_stream_s2_copy    last  2  112 20  16 3  3  2  2  1  1  1 same
+cl_3x3_stream_cols2      last  1  120 30  16 3  3  1  2  1  1  1 same
 cf_3x3_direct            first 1  13  12  70 3  3  1  1  1  1  1 same
 cf_3x3_direct_tail       first 1  9   11  66 3  3  1  1  1  1  1 same
 cf_3x3_small_block       first 4  10  10  12 3  3  1  1  1  1  1 valid
@@ -189,6 +191,12 @@ test_that("results are identical at 1, 2, 3 and 4 threads on every layout", {
   xf <- aperm(x, c(1, 4, 2, 3))
   one <- fast_run(xf, kernel, NULL, data_format = "channels_first", threads = 1L)
   for (th in 2:4) expect_identical(fast_run(xf, kernel, NULL, data_format = "channels_first", threads = th), one)
+  # channels_last again, with columns of whole lines, stored non-temporally.
+  x <- array(rnorm(1 * 256 * 200 * 2), c(1, 256, 200, 2))
+  bias <- c(0.5, -0.25)
+  one <- fast_run(x, kernel, bias, threads = 1L)
+  for (th in 2:4) expect_identical(fast_run(x, kernel, bias, threads = th), one)
+  expect_lt(scale_rel_diff(one, fast_run(x, kernel, bias, reference = TRUE)), 1e-12)
 })
 
 test_that("channels_first row bands change tile heights, not results", {
