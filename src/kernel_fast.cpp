@@ -277,8 +277,8 @@ void make_fast_plan(const Problem& p, int threads, FastPlan& P) {
     // Non-temporal stores (FastPlan::out_stream) where the output's read
     // for ownership is a large share of the traffic: the 3x3 tiles (the
     // general kernel does not stream), output columns of at least 12
-    // whole lines. Harness, cold
-    // outputs, alternated runs, medians, 1 / 2 threads, us:
+    // whole lines. Harness, cold outputs, alternated runs, medians,
+    // 1 / 2 threads, us:
     //   4 x 32 x 32 x 64 'valid', M 2 (mult2): 334-351 -> 189-229 / 184-187 -> 101-110
     //   4 x 64 x 64 x 64 dilation 2: 548-831 -> 514-748 / 470-520 -> 374-418
     //   1 x 512 x 512 x 32: 8,150-8,340 -> 6,490-7,500 / 3,810-4,290 -> 3,500-3,740
@@ -433,7 +433,8 @@ void make_fast_plan(const Problem& p, int threads, FastPlan& P) {
       //   1 x 14 x 14 x 576: 85-88 -> 65-66 / 51-56 -> 37-42
       //   1 x 7 x 7 x 960: 33-42 -> 28-34 / 22-24 -> 18-19
       //   1 x 112 x 112 x 96, strides 2: 274-326 -> 241-282 / 157-201 -> 133-191
-      //   8 x 28 x 28 x 240, 5x5: 2,450-3,060 -> 2,230-2,250 / 1,310-1,380 -> 1,230-1,320 (and one 2,250)
+      //   8 x 28 x 28 x 240, 5x5: 2,450-3,060 -> 2,230-2,250 / 1,310-1,380 ->
+      //     1,230-1,320 (and one 2,250)
       //   4 x 64 x 64 x 64, dilation 2: 1,190-1,310 -> 990-1,020 / 510-810 -> 430-700
       // A step's groups (an even number but for 3-row tiles at avx512,
       // whose steps are 5 groups, 2.5 lines) then start on a cache line if
