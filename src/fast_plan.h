@@ -122,11 +122,12 @@ struct FastPlan {
   // for inputs beyond the last-level cache, where the short runs of a lane
   // chunk leave the hardware prefetchers behind.
   bool cf_prefetch = false;
-  // Direct, affine, a cold output (or an input beyond the last-level
-  // cache): whole-vector groups store with non-temporal stores (no read of
-  // the cold output lines before they are written). Only when every such
-  // store is vector-aligned and a step's groups fill whole cache lines
-  // (but for 3-row tiles at avx512: 2.5 lines a step).
+  // Direct, a cold output (or an input beyond the last-level cache): the
+  // multi-group steps store with non-temporal stores (no read of the cold
+  // output lines before they are written); the one-group loop keeps
+  // ordinary stores. Only when every such store is vector-aligned and a
+  // step's groups fill whole cache lines (but for 3-row affine tiles at
+  // avx512: 2.5 lines a step).
   bool cf_stream = false;
 
   // both

@@ -958,8 +958,12 @@ DW_TARGET void cf_direct_tile(const CfDirect& d, const double* const* colbase, i
       V::perm_t pv[GVP];
       DW_UNROLL
       for (int v = 0; v < GVP; ++v) pv[v] = V::load_perm(d.perm + (g + v) * 2 * WD);
-      cf_direct_step<KH, KW, J, SH, DH, GVP, cf_permuted, false, CLIP>(
-          col, roff, d.in_off + g, pv, d.wpack + g * (KH * KW * WD), d.bpack + g * WD, out + g * WD, os, act, rlo, rhi);
+      if (d.stream)
+        cf_direct_step<KH, KW, J, SH, DH, GVP, cf_permuted, true, CLIP>(
+            col, roff, d.in_off + g, pv, d.wpack + g * (KH * KW * WD), d.bpack + g * WD, out + g * WD, os, act, rlo, rhi);
+      else
+        cf_direct_step<KH, KW, J, SH, DH, GVP, cf_permuted, false, CLIP>(
+            col, roff, d.in_off + g, pv, d.wpack + g * (KH * KW * WD), d.bpack + g * WD, out + g * WD, os, act, rlo, rhi);
     }
   } else if (!d.affine) {
     // Consecutive input lanes, but not at the group's own position
@@ -969,9 +973,14 @@ DW_TARGET void cf_direct_tile(const CfDirect& d, const double* const* colbase, i
     // below, which keeps the library's size down.
     if constexpr (J == 4) {
       for (; g + GV <= full; g += GV) {
-        cf_direct_step<KH, KW, J, SH, DH, GV, cf_offset, false, CLIP>(col, roff, d.in_off + g, nullptr,
-                                                                      d.wpack + g * (KH * KW * WD), d.bpack + g * WD,
-                                                                      out + g * WD, os, act, rlo, rhi);
+        if (d.stream)
+          cf_direct_step<KH, KW, J, SH, DH, GV, cf_offset, true, CLIP>(col, roff, d.in_off + g, nullptr,
+                                                                       d.wpack + g * (KH * KW * WD), d.bpack + g * WD,
+                                                                       out + g * WD, os, act, rlo, rhi);
+        else
+          cf_direct_step<KH, KW, J, SH, DH, GV, cf_offset, false, CLIP>(col, roff, d.in_off + g, nullptr,
+                                                                        d.wpack + g * (KH * KW * WD), d.bpack + g * WD,
+                                                                        out + g * WD, os, act, rlo, rhi);
         if (step_prefetch) cf_prefetch_next_rows<J, GV>(out + g * WD, os);
       }
     }
