@@ -41,6 +41,9 @@ constexpr bool tiled_kernel_shape(int kh, int kw) { return (kh == 3 && kw == 3) 
 constexpr bool planar_tiled_shape(int kh, int kw, int sw, int dw) {
   return tiled_kernel_shape(kh, kw) && ((sw == 1 && (dw == 1 || dw == 2)) || (sw == 2 && dw == 1));
 }
+// channels_first direct tiles: the same pairs, of row stride and dilation
+// (cf_direct_dispatch(); other shapes run one pixel at a time).
+constexpr bool cf_tiled_shape(int kh, int kw, int sh, int dh) { return planar_tiled_shape(kh, kw, sh, dh); }
 
 // Best instruction set this CPU supports (and this build can use).
 Isa detected_isa();
@@ -123,11 +126,12 @@ struct FastPlan {
   // chunk leave the hardware prefetchers behind.
   bool cf_prefetch = false;
   // Direct, a cold output (or an input beyond the last-level cache): the
-  // multi-group steps store with non-temporal stores (no read of the cold
-  // output lines before they are written); the one-group loop keeps
-  // ordinary stores. Only when every such store is vector-aligned and a
-  // step's groups fill whole cache lines (but for 3-row affine tiles at
-  // avx512: 2.5 lines a step).
+  // multi-group steps of the row tiles store with non-temporal stores (no
+  // read of the cold output lines before they are written); the one-group
+  // loop and the pixel kernels keep ordinary stores. Only for shapes with
+  // such steps, and when every such store is vector-aligned and a step's
+  // groups fill whole cache lines (but for 3-row affine tiles at avx512:
+  // 2.5 lines a step).
   bool cf_stream = false;
 
   // both

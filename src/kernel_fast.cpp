@@ -439,11 +439,16 @@ void make_fast_plan(const Problem& p, int threads, FastPlan& P) {
       // Session 14, depth_multiplier 2 (offset and permuted steps too):
       //   4 x 32 x 32 x 64, 1 / 2 threads: 332-350 -> 263-278 / 184-228 -> 135-157
       //   1 x 56 x 56 x 72, 1 / 2 threads: 341-422 -> 300-401 / 210-251 -> 190-228
+      //   (ranges that overlap: a small gain at most for permuted steps)
       // A step's groups (an even number but for 3-row affine tiles at
       // avx512, whose steps are 5 groups, 2.5 lines) then start on a cache
       // line if the output, the pixel block and each chunk do. (Cold
       // outputs whose activation reads them back keep ordinary stores.)
-      const bool whole_lines = wd == 4 && P.P_out % 8 == 0 &&
+      // Shapes without multi-group steps (no tile; permuted groups that
+      // all load masked) keep the output prefetch instead.
+      const bool has_steps = cf_tiled_shape(P.kh, P.kw, P.sh, P.dh) &&
+                             (P.group_perm.empty() || P.unmasked_groups > 0);
+      const bool whole_lines = wd == 4 && has_steps && P.P_out % 8 == 0 &&
                                reinterpret_cast<std::uintptr_t>(p.output) % 64 == 0;
       if ((beyond_cache || (cold_output && !reads_output_back)) && whole_lines) {
         // lanes_groups = P_out / 4 is even, so an odd chunk is below it.
