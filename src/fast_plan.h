@@ -126,12 +126,12 @@ struct FastPlan {
   // chunk leave the hardware prefetchers behind.
   bool cf_prefetch = false;
   // Direct, a cold output (or an input beyond the last-level cache): the
-  // multi-group steps of the row tiles store with non-temporal stores (no
-  // read of the cold output lines before they are written); the one-group
-  // loop and the pixel kernels keep ordinary stores. Only for shapes with
-  // such steps, and when every such store is vector-aligned and a step's
-  // groups fill whole cache lines (but for 3-row affine tiles at avx512:
-  // 2.5 lines a step).
+  // affine and offset multi-group steps of the row tiles store with
+  // non-temporal stores (no read of the cold output lines before they are
+  // written); permuted steps, the one-group loop and the pixel kernels keep
+  // ordinary stores. Only for shapes with such steps, and when every such
+  // store is vector-aligned and a step's groups fill whole cache lines (but
+  // for 3-row affine tiles at avx512: 2.5 lines a step).
   bool cf_stream = false;
 
   // both

@@ -436,18 +436,18 @@ void make_fast_plan(const Problem& p, int threads, FastPlan& P) {
       //   8 x 28 x 28 x 240, 5x5: 2,450-3,060 -> 2,230-2,250 / 1,310-1,380 ->
       //     1,230-1,320 (and one 2,250)
       //   4 x 64 x 64 x 64, dilation 2: 1,190-1,310 -> 990-1,020 / 510-810 -> 430-700
-      // Session 14, depth_multiplier 2 (offset and permuted steps too):
+      // Session 14, depth_multiplier 2, offset steps (J = 4 tiles only):
       //   4 x 32 x 32 x 64, 1 / 2 threads: 332-350 -> 263-278 / 184-228 -> 135-157
-      //   1 x 56 x 56 x 72, 1 / 2 threads: 341-422 -> 300-401 / 210-251 -> 190-228
-      //   (ranges that overlap: a small gain at most for permuted steps)
+      // The permuted steps do not stream: on 1 x 56 x 56 x 72 (M 2) the
+      // ranges overlapped (341-422 -> 300-401 / 210-251 -> 190-228), and
+      // their instantiations added ~9 MB to the library.
       // A step's groups (an even number but for 3-row affine tiles at
       // avx512, whose steps are 5 groups, 2.5 lines) then start on a cache
       // line if the output, the pixel block and each chunk do. (Cold
       // outputs whose activation reads them back keep ordinary stores.)
-      // Shapes without multi-group steps (no tile; permuted groups that
-      // all load masked) keep the output prefetch instead.
-      const bool has_steps = cf_tiled_shape(P.kh, P.kw, P.sh, P.dh) &&
-                             (P.group_perm.empty() || P.unmasked_groups > 0);
+      // Shapes without streamed steps (no tile; permuted groups) keep the
+      // output prefetch instead.
+      const bool has_steps = cf_tiled_shape(P.kh, P.kw, P.sh, P.dh) && P.group_perm.empty();
       const bool whole_lines = wd == 4 && has_steps && P.P_out % 8 == 0 &&
                                reinterpret_cast<std::uintptr_t>(p.output) % 64 == 0;
       if ((beyond_cache || (cold_output && !reads_output_back)) && whole_lines) {

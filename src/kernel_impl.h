@@ -958,12 +958,8 @@ DW_TARGET void cf_direct_tile(const CfDirect& d, const double* const* colbase, i
       V::perm_t pv[GVP];
       DW_UNROLL
       for (int v = 0; v < GVP; ++v) pv[v] = V::load_perm(d.perm + (g + v) * 2 * WD);
-      if (d.stream)
-        cf_direct_step<KH, KW, J, SH, DH, GVP, cf_permuted, true, CLIP>(
-            col, roff, d.in_off + g, pv, d.wpack + g * (KH * KW * WD), d.bpack + g * WD, out + g * WD, os, act, rlo, rhi);
-      else
-        cf_direct_step<KH, KW, J, SH, DH, GVP, cf_permuted, false, CLIP>(
-            col, roff, d.in_off + g, pv, d.wpack + g * (KH * KW * WD), d.bpack + g * WD, out + g * WD, os, act, rlo, rhi);
+      cf_direct_step<KH, KW, J, SH, DH, GVP, cf_permuted, false, CLIP>(
+          col, roff, d.in_off + g, pv, d.wpack + g * (KH * KW * WD), d.bpack + g * WD, out + g * WD, os, act, rlo, rhi);
     }
   } else if (!d.affine) {
     // Consecutive input lanes, but not at the group's own position

@@ -132,7 +132,7 @@ cf_3x3_s2_border_tiles   first 1  12  9   40 3  3  2  2  1  1  1 same
 cf_3x3_stream            first 2  30  30  16 3  3  1  1  1  1  1 same
 cf_5x5_stream_dil2       first 1  24  26  64 5  5  1  1  2  2  1 same
 cf_3x3_stream_m2_offset  first 4  26  24  16 3  3  1  1  1  1  2 same
-cf_3x3_stream_m2_perm    first 1  41  50  20 3  3  1  1  1  1  2 same
+cf_3x3_cold_m2_perm      first 1  41  50  20 3  3  1  1  1  1  2 same
 ")
 
 case_input <- function(row) {
@@ -175,7 +175,7 @@ test_that("the reference kernel agrees with the plain-R formula on the path case
 
 test_that("results are identical at 1, 2, 3 and 4 threads on every layout", {
   for (name in c("cl_3x3_same", "cl_3x3_stride2", "cl_5x5_same", "cl_small_wide", "cl_3x3_stream_n1_same",
-                 "cf_3x3_direct", "cf_3x3_stream", "cf_3x3_stream_m2_offset", "cf_3x3_stream_m2_perm", "cf_5x5_dil2",
+                 "cf_3x3_direct", "cf_3x3_stream", "cf_3x3_stream_m2_offset", "cf_3x3_cold_m2_perm", "cf_5x5_dil2",
                  "cf_3x3_m2_mapped", "cf_3x3_m2_permuted_tail", "cf_5x5_m2_batch8_offset", "cf_packed_large_image",
                  "cl_general_7x7")) {
     row <- path_cases[path_cases$name == name, ]
