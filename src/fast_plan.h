@@ -36,14 +36,14 @@ enum class Isa : int { base = 0, avx2 = 1, avx512 = 2 };
 
 // Kernel shapes with compile-time tiles (others run the general kernels).
 constexpr bool tiled_kernel_shape(int kh, int kw) { return (kh == 3 && kw == 3) || (kh == 5 && kw == 5); }
-// channels_last: those with a column stride and dilation pair that has
-// compile-time tiles too (the others run the general planar kernel).
-constexpr bool planar_tiled_shape(int kh, int kw, int sw, int dw) {
-  return tiled_kernel_shape(kh, kw) && ((sw == 1 && (dw == 1 || dw == 2)) || (sw == 2 && dw == 1));
+// Those whose stride and dilation along the axis a tile steps over also
+// have compile-time tiles: the columns of the channels_last planar tiles
+// (others run the general planar kernel), the rows of the channels_first
+// direct tiles (cf_direct_dispatch(); others run one pixel at a time).
+constexpr bool tiled_shape(int kh, int kw, int stride, int dilation) {
+  return tiled_kernel_shape(kh, kw) &&
+         ((stride == 1 && (dilation == 1 || dilation == 2)) || (stride == 2 && dilation == 1));
 }
-// channels_first direct tiles: the same pairs, of row stride and dilation
-// (cf_direct_dispatch(); other shapes run one pixel at a time).
-constexpr bool cf_tiled_shape(int kh, int kw, int sh, int dh) { return planar_tiled_shape(kh, kw, sh, dh); }
 
 // Best instruction set this CPU supports (and this build can use).
 Isa detected_isa();

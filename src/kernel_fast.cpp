@@ -287,7 +287,7 @@ void make_fast_plan(const Problem& p, int threads, FastPlan& P) {
     // Not below that: 1 x 64 x 64 x 64 went 132-139 -> 176-188 (1 thread);
     // nor for 5x5: 8 x 28 x 28 x 240 went 2,050-2,330 -> 2,360-2,580.
     P.out_stream = cold_output && P.isa != Isa::base && !reads_output_back && taps <= 9 &&
-                   planar_tiled_shape(P.kh, P.kw, P.sw, P.dw) && P.out_col % 8 == 0 &&
+                   tiled_shape(P.kh, P.kw, P.sw, P.dw) && P.out_col % 8 == 0 &&
                    P.out_col >= 96 && reinterpret_cast<std::uintptr_t>(p.output) % 64 == 0;
     if (P.out_stream) {
       // Full steps start at the first vector from fast_begin on, stream from
@@ -447,7 +447,7 @@ void make_fast_plan(const Problem& p, int threads, FastPlan& P) {
       // outputs whose activation reads them back keep ordinary stores.)
       // Shapes without streamed steps (no tile; permuted groups) keep the
       // output prefetch instead.
-      const bool has_steps = cf_tiled_shape(P.kh, P.kw, P.sh, P.dh) && P.group_perm.empty();
+      const bool has_steps = tiled_shape(P.kh, P.kw, P.sh, P.dh) && P.group_perm.empty();
       const bool whole_lines = wd == 4 && has_steps && P.P_out % 8 == 0 &&
                                reinterpret_cast<std::uintptr_t>(p.output) % 64 == 0;
       if ((beyond_cache || (cold_output && !reads_output_back)) && whole_lines) {

@@ -585,7 +585,7 @@ DW_TARGET void run_planar_unit(const FastPlan& P, index_t plane, index_t j0, ind
   const double** cols = reinterpret_cast<const double**>(ring + P.ring * P.slot);
   double* outs[8];
 
-  const bool special = planar_tiled_shape(kh, kw, sw, dw);
+  const bool special = tiled_shape(kh, kw, sw, dw);
   PlanarTile t;
   t.cols = cols;
   t.outs = outs;
