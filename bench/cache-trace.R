@@ -1,23 +1,34 @@
-# Replays the bench's rotation of channels_last suite shapes (each shape at
-# 1 and 2 threads, 0.25 s per case per round, 3 rounds, the order rotated
-# each round as bench/run.R does) and prints every call of one case in
-# the first round with what the output cache did during it: hits (h),
-# misses (m, a fresh block), minor (c) and full (f) collections, and the
-# cache's blocks after it. Then the pooled median of every case.
+# Runs channels_last suite shapes under bench/run.R's rotation rule (each
+# shape at 1 and 2 threads, 0.25 s per case per round, 3 rounds, the order
+# shifted each round) and prints every call of one case in the first round
+# with what the output cache did during it: hits (h), misses (m, a fresh
+# block), the minor (c) and full (f) collections the allocator asked for
+# (R's own collections show only as a change in the cached blocks), and
+# the cache's blocks after it. Then the pooled median of every case.
 #
 #   Rscript bench/cache-trace.R ["k5 1"] [shapes]
 #
 # The case is "<shape> <threads>"; shapes is a comma-separated subset of
-# bench/shapes.csv (default: mbv2_b,big_batch,k5,dil2,large). Uses the
-# depthwise installed in the library path (R_LIBS to pick another).
+# bench/shapes.csv (default: mbv2_b,big_batch,k5,dil2,large), run in that
+# file's order. This is not the bench's whole rotation (run.R also runs
+# channels_first, the other shapes and the R call floor between these),
+# so the cache's contents differ from the bench's. Uses the depthwise
+# installed in the library path (R_LIBS to pick another build).
 suppressMessages(library(depthwise))
 args <- commandArgs(TRUE)
 trace_case <- if (length(args) >= 1) args[1] else "k5 1"
-picked <- strsplit(if (length(args) >= 2) args[2] else "mbv2_b,big_batch,k5,dil2,large", ",")[[1]]
-self <- sub("^--file=", "", grep("^--file=", commandArgs(FALSE), value = TRUE))
-shapes <- utils::read.csv(file.path(dirname(self), "shapes.csv"), stringsAsFactors = FALSE)
-stopifnot(all(picked %in% shapes$name))
+wanted <- strsplit(if (length(args) >= 2) args[2] else "mbv2_b,big_batch,k5,dil2,large", ",")[[1]]
+here <- if (file.exists("bench/shapes.csv")) "bench" else if (file.exists("shapes.csv")) "." else
+  stop("run from the repository root or from bench/", call. = FALSE)
+shapes <- utils::read.csv(file.path(here, "shapes.csv"), stringsAsFactors = FALSE)
+unknown <- setdiff(wanted, shapes$name)
+if (length(unknown)) stop("unknown shape(s): ", paste(unknown, collapse = ", "), call. = FALSE)
+picked <- shapes$name[shapes$name %in% wanted]
+if (!trace_case %in% paste(rep(picked, each = 2), 1:2)) {
+  stop("no case \"", trace_case, "\" among these shapes (add its shape to the second argument)", call. = FALSE)
+}
 cache_stats <- getFromNamespace("dw_output_cache", "depthwise")
+if (cache_stats()[["enabled"]] == 0) stop("this build has no output cache (not Linux)", call. = FALSE)
 now <- function() as.numeric(Sys.time())
 
 cases <- list()
@@ -34,7 +45,6 @@ for (nm in picked) {
     })
   }
 }
-if (!trace_case %in% names(cases)) stop("no case \"", trace_case, "\"; cases: ", paste(names(cases), collapse = ", "))
 
 show_call <- function(us, before, after) {
   d <- after - before
