@@ -1,10 +1,11 @@
 # Runs channels_last suite shapes under bench/run.R's rotation rule (each
 # shape at 1 and 2 threads, 0.25 s per case per round, 3 rounds, the order
 # shifted each round) and prints every call of one case in the first round
-# with what the output cache did during it: hits (h), misses (m, a fresh
-# block), the minor (c) and full (f) collections the allocator asked for
-# (R's own collections show only as a change in the cached blocks), and
-# the cache's blocks after it. Then the pooled median of every case.
+# with what the output cache did during it: hits (h; s of them served by a
+# piece split off a larger block), blocks joined on return (j), misses (m,
+# a fresh block), the minor (c) and full (f) collections the allocator
+# asked for (R's own collections show only as a change in the cached
+# blocks), and the cache's blocks after it. Then the pooled median of every case.
 #
 #   Rscript bench/cache-trace.R ["k5 1"] [shapes]
 #
@@ -48,8 +49,10 @@ for (nm in picked) {
 
 show_call <- function(us, before, after) {
   d <- after - before
-  cat(sprintf("%8.0f us  h%d m%d c%d f%d  cached %d blocks, %.0f MB; live %d\n", us, d[["hits"]], d[["misses"]],
-              d[["collections"]], d[["full_collections"]], after[["cached_blocks"]],
+  # Builds before session 16 neither split nor join blocks.
+  pieces <- if ("splits" %in% names(d)) sprintf(" s%d j%d", d[["splits"]], d[["joins"]]) else ""
+  cat(sprintf("%8.0f us  h%d%s m%d c%d f%d  cached %d blocks, %.0f MB; live %d\n", us, d[["hits"]], pieces,
+              d[["misses"]], d[["collections"]], d[["full_collections"]], after[["cached_blocks"]],
               after[["cached_bytes"]] / 2^20, after[["live_blocks"]]))
 }
 

@@ -372,7 +372,8 @@ Rcpp::NumericVector dw_output_cache(bool release = false, SEXP cap_bytes = R_Nil
       Rcpp::Named("enabled") = s.enabled ? 1 : 0, Rcpp::Named("cached_bytes") = s.cached_bytes,
       Rcpp::Named("cached_blocks") = s.cached_blocks, Rcpp::Named("live_bytes") = s.live_bytes,
       Rcpp::Named("live_blocks") = s.live_blocks, Rcpp::Named("hits") = s.hits,
-      Rcpp::Named("misses") = s.misses, Rcpp::Named("collections") = s.collections,
+      Rcpp::Named("misses") = s.misses, Rcpp::Named("splits") = s.splits, Rcpp::Named("joins") = s.joins,
+      Rcpp::Named("collections") = s.collections,
       Rcpp::Named("full_collections") = s.full_collections,
       Rcpp::Named("fault_ns_per_byte") = s.fault_ns_per_byte, Rcpp::Named("full_gc_ms") = s.full_gc_ms,
       Rcpp::Named("cap_bytes") = s.cap_bytes);

@@ -105,8 +105,9 @@ constexpr std::size_t full_gc_min_bytes = std::size_t(4) << 20;
 struct Cache {
   std::vector<Mapping> blocks;  // oldest first
   std::size_t cached_bytes = 0, live_bytes = 0, live_blocks = 0;
-  double hits = 0, misses = 0;
+  double hits = 0, misses = 0, splits = 0, joins = 0;
   std::size_t cap = 0;
+  std::size_t page = 4096;
   std::size_t pending_data_bytes = 0;  // data size of the allocation in progress
   std::size_t since_gc = 0;             // bytes handed out since the last collection
   std::size_t gc_min = gc_min_floor;    // since_gc that lets a miss collect first
@@ -135,6 +136,8 @@ Cache& cache() {
   static Cache* c = [] {
     Cache* made = new Cache;
     made->cap = default_cap();
+    const long page = sysconf(_SC_PAGESIZE);
+    if (page > 0) made->page = static_cast<std::size_t>(page);
     return made;
   }();
   return *c;
@@ -161,7 +164,7 @@ double now_seconds() {
 // this machine's cost of fresh memory, which decides when a full
 // collection pays (see above).
 void* map_block(std::size_t need, Mapping& m, Cache& c) {
-  const std::size_t page = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
+  const std::size_t page = c.page;
   m.length = round_up(need, page);
   void* p = mmap(nullptr, m.length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (p == MAP_FAILED) return nullptr;
@@ -176,18 +179,43 @@ void* map_block(std::size_t need, Mapping& m, Cache& c) {
   return p;
 }
 
-// Index of the smallest cached block that fits `need` without wasting
-// more than about a quarter, or blocks.size().
-std::size_t find_cached(const Cache& c, std::size_t need) {
-  std::size_t best = c.blocks.size();
+// Where a request can be served from the cache: `index` (blocks.size() when
+// nowhere) and whether that block is split. A block that fits `need` with
+// less to spare than the smallest output this cache serves
+// (min_custom_bytes) is handed out whole, the smallest such first. Failing
+// that, the smallest larger block is split: its first pages serve the
+// request and the rest stays cached. Blocks are page ranges of our own
+// anonymous mappings and munmap() takes any page range, so a piece is a
+// block like any other, and pieces that meet again are joined (mem_free).
+// Before, a block was handed out whole if it was at most a quarter and
+// 1 MiB larger than the request, and never split: with outputs of mixed
+// sizes (the layers of a model, or the bench's rotation of shapes) a
+// request missed while hundreds of megabytes of other sizes' faulted-in
+// pages sat in the cache, and k5's 12 MB outputs paid ~3.8 ms of fresh
+// pages on 1.6 ms of compute (bench/NOTES.md, sessions 15 and 16).
+struct CacheFit {
+  std::size_t index;
+  bool split;
+};
+
+CacheFit find_cached(const Cache& c, std::size_t need) {
+  const std::size_t none = c.blocks.size();
+  const std::size_t taken = round_up(need, c.page);
+  std::size_t whole = none, larger = none;
   for (std::size_t k = 0; k < c.blocks.size(); ++k) {
     const std::size_t len = c.blocks[k].length;
-    if (len >= need && len <= need + need / 4 + (std::size_t(1) << 20) &&
-        (best == c.blocks.size() || len < c.blocks[best].length))
-      best = k;
+    if (len < taken) continue;
+    if (len < taken + min_custom_bytes) {
+      if (whole == none || len < c.blocks[whole].length) whole = k;
+    } else if (larger == none || len < c.blocks[larger].length) {
+      larger = k;
+    }
   }
-  return best;
+  if (whole != none) return {whole, false};
+  return {larger, larger != none};
 }
+
+bool found(const Cache& c, const CacheFit& fit) { return fit.index < c.blocks.size(); }
 
 void* mem_alloc(R_allocator_t*, std::size_t size) {
   Cache& c = cache();
@@ -196,11 +224,20 @@ void* mem_alloc(R_allocator_t*, std::size_t size) {
   const std::size_t header = size >= c.pending_data_bytes ? size - c.pending_data_bytes : 0;
   const std::size_t need = sizeof(BlockMeta) + 64 + size;
   Mapping m{nullptr, 0};
-  const std::size_t best = find_cached(c, need);
-  if (best < c.blocks.size()) {
-    m = c.blocks[best];
-    c.blocks.erase(c.blocks.begin() + static_cast<std::ptrdiff_t>(best));
-    c.cached_bytes -= m.length;
+  const CacheFit fit = find_cached(c, need);
+  if (found(c, fit)) {
+    Mapping& cached = c.blocks[fit.index];
+    const std::size_t taken = fit.split ? round_up(need, c.page) : cached.length;
+    if (fit.split) {  // taken < cached.length: both are whole pages
+      m = Mapping{cached.base, taken};
+      cached.base = static_cast<char*>(cached.base) + taken;
+      cached.length -= taken;
+      c.splits += 1;
+    } else {
+      m = cached;
+      c.blocks.erase(c.blocks.begin() + static_cast<std::ptrdiff_t>(fit.index));
+    }
+    c.cached_bytes -= taken;
     c.hits += 1;
     c.hits_since_gc += 1;
     c.miss_run = 0;
@@ -232,9 +269,25 @@ void mem_free(R_allocator_t*, void* block) {
   BlockMeta* meta = reinterpret_cast<BlockMeta*>(static_cast<char*>(block) - sizeof(BlockMeta));
   if (meta->magic != block_magic) return;  // not ours: never happens; do no harm
   meta->magic = 0;
-  const Mapping m{meta->base, meta->length};
+  Mapping m{meta->base, meta->length};
   c.live_bytes -= m.length;
   c.live_blocks -= 1;
+  // Join the cached neighbours of the block (pieces split off it, or
+  // mappings the kernel placed next to it), so that splitting does not
+  // leave the cache only small pieces for the larger outputs.
+  for (std::size_t k = 0; k < c.blocks.size();) {
+    const Mapping& b = c.blocks[k];
+    char* const b_end = static_cast<char*>(b.base) + b.length;
+    char* const m_end = static_cast<char*>(m.base) + m.length;
+    if (b_end == m.base || m_end == b.base) {
+      m = Mapping{b_end == m.base ? b.base : m.base, m.length + b.length};
+      c.cached_bytes -= b.length;
+      c.blocks.erase(c.blocks.begin() + static_cast<std::ptrdiff_t>(k));
+      c.joins += 1;
+    } else {
+      ++k;
+    }
+  }
   if (m.length > c.cap) {
     unmap(m);
     return;
@@ -271,7 +324,7 @@ SEXP alloc_output(R_xlen_t n) {
   // the last one, minus outputs still in use or promoted to an older
   // generation; waiting for all of gc_min would add fresh blocks to every
   // cycle.) Misses in between grow the pool of blocks in circulation.
-  if (find_cached(c, need) == c.blocks.size()) {
+  if (!found(c, find_cached(c, need))) {
     bool collected = false;
     // A block whose fresh pages cost several collections is not worth
     // waiting for: collect at once if any output that could serve is alive.
@@ -293,13 +346,13 @@ SEXP alloc_output(R_xlen_t n) {
     // in an older generation, if they are garbage at all.
     if (collected && bytes >= full_gc_min_bytes && c.live_bytes >= need + c.last_bytes && c.full_gc_wait == 0 &&
         static_cast<double>(need) * c.fault_seconds_per_byte > c.full_gc_seconds &&
-        find_cached(c, need) == c.blocks.size()) {
+        !found(c, find_cached(c, need))) {
       const double t0 = now_seconds();
       R_gc();
       c.full_gc_seconds = 0.5 * c.full_gc_seconds + 0.5 * (now_seconds() - t0);
       c.full_collections += 1;
       c.since_gc = 0;
-      if (find_cached(c, need) == c.blocks.size()) {
+      if (!found(c, find_cached(c, need))) {
         c.full_gc_backoff = std::max(2 * c.full_gc_backoff, 8 * need);
         c.full_gc_wait = c.full_gc_backoff;
       } else {
@@ -322,6 +375,8 @@ OutputCacheStats output_cache_stats() {
   s.live_blocks = static_cast<double>(c.live_blocks);
   s.hits = c.hits;
   s.misses = c.misses;
+  s.splits = c.splits;
+  s.joins = c.joins;
   s.cap_bytes = static_cast<double>(c.cap);
   s.collections = c.collections;
   s.full_collections = c.full_collections;

@@ -377,7 +377,11 @@ test_that("a loop that drops its outputs grows the pool instead of collecting", 
   after <- dw_output_cache()
   expect_equal(after[["misses"]] - before[["misses"]], 10)
   expect_equal(after[["collections"]], before[["collections"]])
-  # After a release (the hits are forgotten) 10 misses collect twice.
+  # After a release (the hits are forgotten) 10 misses collect twice. (The
+  # 50 dropped outputs are collected and released first: their blocks would
+  # otherwise come back at the first of those collections and be split to
+  # serve the rest.)
+  invisible(gc())
   dw_output_cache(release = TRUE)
   held <- c(held, lapply(1:10, function(i) run(other)))
   expect_gte(dw_output_cache()[["collections"]], after[["collections"]] + 2)
@@ -431,6 +435,82 @@ test_that("outputs promoted to an older generation come back through a full coll
             after[["collections"]] - before[["collections"]])
   expect_lt(scale_rel_diff(held[[16]], expected), 1e-12)
   dw_output_cache(release = TRUE)
+})
+
+test_that("a larger cached block is split for a smaller output and joined again when it returns", {
+  skip_if(dw_output_cache()[["enabled"]] == 0, "no custom output allocator on this platform")
+  big <- make_case(c(1, 200, 200, 16), 3, 3, 16, 1, seed = 13)  # output 5 MiB
+  small <- make_case(c(1, 64, 64, 8), 3, 3, 8, 1, seed = 14)    # 256 KiB
+  run <- function(case) fast_run(case$x, case$kernel, NULL)
+  expected_big <- fast_run(big$x, big$kernel, NULL, reference = TRUE)
+  expected_small <- fast_run(small$x, small$kernel, NULL, reference = TRUE)
+  invisible(gc())
+  dw_output_cache(release = TRUE)
+  on.exit(dw_output_cache(release = TRUE), add = TRUE)
+  y <- run(big)
+  rm(y)
+  invisible(gc())
+  start <- dw_output_cache()
+  expect_equal(start[["cached_blocks"]], 1)
+  # No cached block is near 256 KiB: the first pages of the 5 MiB one serve
+  # it (a hit, not fresh pages) and the rest stays cached.
+  y_small <- run(small)
+  split <- dw_output_cache()
+  expect_equal(split[["splits"]] - start[["splits"]], 1)
+  expect_equal(split[["hits"]] - start[["hits"]], 1)
+  expect_equal(split[["misses"]], start[["misses"]])
+  expect_equal(split[["cached_blocks"]], 1)
+  expect_lt(split[["cached_bytes"]], start[["cached_bytes"]] - 256 * 1024 + 1)
+  expect_equal(split[["cached_bytes"]] + split[["live_bytes"]], start[["cached_bytes"]] + start[["live_bytes"]])
+  expect_lt(scale_rel_diff(y_small, expected_small), 1e-12)
+  # Collected, the piece joins the rest, and the whole block serves the
+  # large output again.
+  rm(y_small)
+  invisible(gc())
+  joined <- dw_output_cache()
+  expect_equal(joined[["joins"]] - split[["joins"]], 1)
+  expect_equal(joined[["cached_blocks"]], 1)
+  expect_equal(joined[["cached_bytes"]], start[["cached_bytes"]])
+  y_big <- run(big)
+  again <- dw_output_cache()
+  expect_equal(again[["hits"]] - joined[["hits"]], 1)
+  expect_equal(again[["splits"]], joined[["splits"]])
+  expect_equal(again[["cached_blocks"]], 0)
+  expect_lt(scale_rel_diff(y_big, expected_big), 1e-12)
+})
+
+test_that("outputs of mixed sizes never share memory while blocks are split and joined", {
+  skip_if(dw_output_cache()[["enabled"]] == 0, "no custom output allocator on this platform")
+  sides <- c(64, 72, 96, 128, 160, 200)  # outputs of 128 KiB to 1.25 MiB
+  cases <- lapply(sides, function(h) make_case(c(1, h, h, 4), 3, 3, 4, 1, seed = h))
+  run <- function(k) fast_run(cases[[k]]$x, cases[[k]]$kernel, NULL)
+  expected <- lapply(seq_along(cases), run)
+  invisible(gc())
+  dw_output_cache(release = TRUE)
+  on.exit(dw_output_cache(release = TRUE), add = TRUE)
+  before <- dw_output_cache()
+  set.seed(21)
+  held <- list()
+  which_case <- integer(0)
+  for (step in 1:300) {
+    k <- sample(length(cases), 1)
+    held[[length(held) + 1]] <- run(k)
+    which_case <- c(which_case, k)
+    drop <- which(runif(length(held)) < 0.3)
+    if (length(drop)) {
+      held <- held[-drop]
+      which_case <- which_case[-drop]
+    }
+    if (step %% 7 == 0) invisible(gc())
+  }
+  after <- dw_output_cache()
+  # The run did split and join blocks ...
+  expect_gt(after[["splits"]], before[["splits"]])
+  expect_gt(after[["joins"]], before[["joins"]])
+  # ... and every output still held is intact: no block was handed out twice.
+  intact <- vapply(seq_along(held), function(i) identical(held[[i]], expected[[which_case[i]]]), logical(1))
+  expect_true(all(intact))
+  expect_gt(length(held), 0)
 })
 
 test_that("the instruction set can be lowered and restored", {
