@@ -357,7 +357,9 @@ std::string dw_set_isa(std::string name) {
 }
 
 // The output allocator's cache (see output_alloc.h): bytes and blocks cached
-// and alive, hits and misses, collections, the measured costs, the cap.
+// and alive, hits (splits: those served by a piece of a larger block),
+// misses, joins of returning blocks with cached neighbours, collections,
+// the measured costs, the cap.
 // `release = TRUE` first gives every cached block back to the OS; a
 // non-NULL `cap_bytes` sets the cap, `full_gc_ms` the cost estimate of a
 // full collection.

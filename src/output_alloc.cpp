@@ -109,6 +109,7 @@ struct Cache {
   std::size_t cap = 0;
   std::size_t page = 4096;
   std::size_t pending_data_bytes = 0;  // data size of the allocation in progress
+  std::size_t header_bytes = 256;       // R's header before the data (learnt by mem_alloc)
   std::size_t since_gc = 0;             // bytes handed out since the last collection
   std::size_t gc_min = gc_min_floor;    // since_gc that lets a miss collect first
   int miss_run = 0;                      // misses since the last hit or collection
@@ -136,6 +137,9 @@ Cache& cache() {
   static Cache* c = [] {
     Cache* made = new Cache;
     made->cap = default_cap();
+    // mem_free() runs inside R's collector, where an allocation failure
+    // could not be reported: the list never needs to grow there.
+    made->blocks.reserve(max_cached_blocks);
     const long page = sysconf(_SC_PAGESIZE);
     if (page > 0) made->page = static_cast<std::size_t>(page);
     return made;
@@ -180,19 +184,16 @@ void* map_block(std::size_t need, Mapping& m, Cache& c) {
 }
 
 // Where a request can be served from the cache: `index` (blocks.size() when
-// nowhere) and whether that block is split. A block that fits `need` with
-// less to spare than the smallest output this cache serves
-// (min_custom_bytes) is handed out whole, the smallest such first. Failing
-// that, the smallest larger block is split: its first pages serve the
-// request and the rest stays cached. Blocks are page ranges of our own
-// anonymous mappings and munmap() takes any page range, so a piece is a
-// block like any other, and pieces that meet again are joined (mem_free).
-// Before, a block was handed out whole if it was at most a quarter and
-// 1 MiB larger than the request, and never split: with outputs of mixed
-// sizes (the layers of a model, or the bench's rotation of shapes) a
-// request missed while hundreds of megabytes of other sizes' faulted-in
-// pages sat in the cache, and k5's 12 MB outputs paid ~3.8 ms of fresh
-// pages on 1.6 ms of compute (bench/NOTES.md, sessions 15 and 16).
+// nowhere) and whether that block is split. Blocks are page ranges of our
+// own anonymous mappings and munmap() takes any page range, so a piece of
+// a block is a block like any other, and pieces that meet again are joined
+// (mem_free). So outputs of mixed sizes (the layers of a model, the bench's
+// rotation of shapes) reuse each other's faulted-in pages: the smallest
+// larger block gives its first pages and keeps the rest. A block is handed
+// out whole (the smallest such first) only when its spare is less than
+// min_custom_bytes, which could never serve an output on its own. The
+// price: a large block carved up for smaller outputs cannot serve a large
+// request until its pieces come back and join again.
 struct CacheFit {
   std::size_t index;
   bool split;
@@ -222,6 +223,7 @@ void* mem_alloc(R_allocator_t*, std::size_t size) {
   // R's header (allocator copy, vector header) comes first, then the data;
   // place the block so the data starts on a 64-byte boundary.
   const std::size_t header = size >= c.pending_data_bytes ? size - c.pending_data_bytes : 0;
+  c.header_bytes = header;
   const std::size_t need = sizeof(BlockMeta) + 64 + size;
   Mapping m{nullptr, 0};
   const CacheFit fit = find_cached(c, need);
@@ -274,12 +276,16 @@ void mem_free(R_allocator_t*, void* block) {
   c.live_blocks -= 1;
   // Join the cached neighbours of the block (pieces split off it, or
   // mappings the kernel placed next to it), so that splitting does not
-  // leave the cache only small pieces for the larger outputs.
+  // leave the cache only small pieces for the larger outputs. One pass
+  // finds both: a join moves only the edge it joined at. A join that would
+  // outgrow the cap is skipped, so that the cap check below does not throw
+  // the neighbours' pages away with the block. (A joined range may span
+  // two mappings: munmap() takes it.)
   for (std::size_t k = 0; k < c.blocks.size();) {
     const Mapping& b = c.blocks[k];
     char* const b_end = static_cast<char*>(b.base) + b.length;
     char* const m_end = static_cast<char*>(m.base) + m.length;
-    if (b_end == m.base || m_end == b.base) {
+    if ((b_end == m.base || m_end == b.base) && m.length + b.length <= c.cap) {
       m = Mapping{b_end == m.base ? b.base : m.base, m.length + b.length};
       c.cached_bytes -= b.length;
       c.blocks.erase(c.blocks.begin() + static_cast<std::ptrdiff_t>(k));
@@ -318,8 +324,11 @@ SEXP alloc_output(R_xlen_t n) {
   const std::size_t bytes = static_cast<std::size_t>(n) * sizeof(double);
   if (bytes < min_custom_bytes) return Rf_allocVector(REALSXP, n);
   Cache& c = cache();
-  // An upper bound of what mem_alloc() will ask for (R's header is small).
-  const std::size_t need = sizeof(BlockMeta) + 64 + 256 + bytes;
+  // What mem_alloc() will ask for, with the size of R's header seen there
+  // (an upper bound before the first call): a bound of a few hundred bytes
+  // fell on the next page for some sizes, and a cached block of exactly
+  // the right size then looked absent and could bring on a collection.
+  const std::size_t need = sizeof(BlockMeta) + 64 + c.header_bytes + bytes;
   // (Half of gc_min: a collection frees about what was handed out since
   // the last one, minus outputs still in use or promoted to an older
   // generation; waiting for all of gc_min would add fresh blocks to every

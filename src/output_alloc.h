@@ -23,7 +23,7 @@ struct OutputCacheStats {
   double cached_bytes = 0, live_bytes = 0;
   double cached_blocks = 0, live_blocks = 0;
   double hits = 0, misses = 0, collections = 0, full_collections = 0;
-  double splits = 0, joins = 0;  // hits served by a piece of a larger block; blocks joined on return
+  double splits = 0, joins = 0;  // hits served by a piece of a larger block; joins of a returning block with a cached neighbour
   double fault_ns_per_byte = 0, full_gc_ms = 0;  // measured costs the policy compares
   double cap_bytes = 0;
   bool enabled = false;

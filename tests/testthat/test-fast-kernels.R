@@ -368,8 +368,10 @@ test_that("a loop that drops its outputs grows the pool instead of collecting", 
   ys <- lapply(1:50, function(i) run(small))
   rm(ys)
   invisible(gc())
-  # 50 hits since the last collection the allocator asked for ...
-  for (i in 1:50) run(small)
+  # 50 hits since the last collection the allocator asked for (outputs
+  # kept: dropped, their blocks could come back at one of R's own
+  # collections, join and serve the misses below) ...
+  smalls <- lapply(1:50, function(i) run(small))
   before <- dw_output_cache()
   # ... let a run of 10 misses (outputs held: none can come back) map
   # fresh blocks, up to a quarter of the hits, rather than collect after 4.
@@ -377,11 +379,7 @@ test_that("a loop that drops its outputs grows the pool instead of collecting", 
   after <- dw_output_cache()
   expect_equal(after[["misses"]] - before[["misses"]], 10)
   expect_equal(after[["collections"]], before[["collections"]])
-  # After a release (the hits are forgotten) 10 misses collect twice. (The
-  # 50 dropped outputs are collected and released first: their blocks would
-  # otherwise come back at the first of those collections and be split to
-  # serve the rest.)
-  invisible(gc())
+  # After a release (the hits are forgotten) 10 misses collect twice.
   dw_output_cache(release = TRUE)
   held <- c(held, lapply(1:10, function(i) run(other)))
   expect_gte(dw_output_cache()[["collections"]], after[["collections"]] + 2)
@@ -394,6 +392,9 @@ test_that("outputs promoted to an older generation come back through a full coll
   x <- case$x
   kernel <- case$kernel
   expected <- fast_run(x, kernel, NULL, reference = TRUE)
+  # Earlier tests' dead outputs come back and go first: joined, their
+  # blocks could serve the outputs below, which must miss.
+  invisible(gc())
   dw_output_cache(release = TRUE)
   old_estimate <- dw_output_cache()[["full_gc_ms"]]
   on.exit(dw_output_cache(full_gc_ms = old_estimate), add = TRUE)
@@ -437,7 +438,7 @@ test_that("outputs promoted to an older generation come back through a full coll
   dw_output_cache(release = TRUE)
 })
 
-test_that("a larger cached block is split for a smaller output and joined again when it returns", {
+test_that("a larger cached block is split for smaller outputs and joined again when they return", {
   skip_if(dw_output_cache()[["enabled"]] == 0, "no custom output allocator on this platform")
   big <- make_case(c(1, 200, 200, 16), 3, 3, 16, 1, seed = 13)  # output 5 MiB
   small <- make_case(c(1, 64, 64, 8), 3, 3, 8, 1, seed = 14)    # 256 KiB
@@ -453,22 +454,30 @@ test_that("a larger cached block is split for a smaller output and joined again 
   start <- dw_output_cache()
   expect_equal(start[["cached_blocks"]], 1)
   # No cached block is near 256 KiB: the first pages of the 5 MiB one serve
-  # it (a hit, not fresh pages) and the rest stays cached.
-  y_small <- run(small)
+  # it (a hit, not fresh pages) and the rest stays cached; twice.
+  y_first <- run(small)
+  y_second <- run(small)
   split <- dw_output_cache()
-  expect_equal(split[["splits"]] - start[["splits"]], 1)
-  expect_equal(split[["hits"]] - start[["hits"]], 1)
+  expect_equal(split[["splits"]] - start[["splits"]], 2)
+  expect_equal(split[["hits"]] - start[["hits"]], 2)
   expect_equal(split[["misses"]], start[["misses"]])
   expect_equal(split[["cached_blocks"]], 1)
-  expect_lt(split[["cached_bytes"]], start[["cached_bytes"]] - 256 * 1024 + 1)
+  expect_lt(split[["cached_bytes"]], start[["cached_bytes"]] - 512 * 1024 + 1)
   expect_equal(split[["cached_bytes"]] + split[["live_bytes"]], start[["cached_bytes"]] + start[["live_bytes"]])
-  expect_lt(scale_rel_diff(y_small, expected_small), 1e-12)
-  # Collected, the piece joins the rest, and the whole block serves the
-  # large output again.
-  rm(y_small)
+  expect_lt(scale_rel_diff(y_first, expected_small), 1e-12)
+  expect_lt(scale_rel_diff(y_second, expected_small), 1e-12)
+  # The first piece comes back next to a live one: cached on its own.
+  rm(y_first)
+  invisible(gc())
+  one_back <- dw_output_cache()
+  expect_equal(one_back[["joins"]], split[["joins"]])
+  expect_equal(one_back[["cached_blocks"]], 2)
+  # The second joins both neighbours (the piece before it and the rest
+  # after it), and the whole block serves the large output again.
+  rm(y_second)
   invisible(gc())
   joined <- dw_output_cache()
-  expect_equal(joined[["joins"]] - split[["joins"]], 1)
+  expect_equal(joined[["joins"]] - one_back[["joins"]], 2)
   expect_equal(joined[["cached_blocks"]], 1)
   expect_equal(joined[["cached_bytes"]], start[["cached_bytes"]])
   y_big <- run(big)
@@ -477,6 +486,22 @@ test_that("a larger cached block is split for a smaller output and joined again 
   expect_equal(again[["splits"]], joined[["splits"]])
   expect_equal(again[["cached_blocks"]], 0)
   expect_lt(scale_rel_diff(y_big, expected_big), 1e-12)
+  # Under a cap that the joined block would exceed, a returning piece is
+  # cached on its own (older blocks give way) instead of being thrown away
+  # with its neighbours.
+  rm(y_big)
+  invisible(gc())
+  whole <- dw_output_cache()[["cached_bytes"]]
+  y_piece <- run(small)
+  piece <- whole - dw_output_cache()[["cached_bytes"]]
+  old_cap <- dw_output_cache()[["cap_bytes"]]
+  on.exit(dw_output_cache(cap_bytes = old_cap), add = TRUE)
+  dw_output_cache(cap_bytes = whole - 1)
+  rm(y_piece)
+  invisible(gc())
+  capped <- dw_output_cache(cap_bytes = old_cap)
+  expect_equal(capped[["cached_blocks"]], 1)
+  expect_equal(capped[["cached_bytes"]], piece)
 })
 
 test_that("outputs of mixed sizes never share memory while blocks are split and joined", {
